@@ -1,0 +1,301 @@
+"""``refundflow.toml``: roles and people, folders, lists, time limits, shifts, calendar.
+
+Every key has a default, so an empty file (or none) is a working configuration. A bad value is
+refused when the tool starts, naming the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+CONFIG_FILE = "refundflow.toml"
+
+ROLE_KEYS: tuple[str, ...] = ("cs", "tech", "cashier", "accountant", "director", "president", "admin")
+ROLE_NAMES: dict[str, str] = {
+    "cs": "客服部",
+    "tech": "技术部",
+    "cashier": "财务部出纳",
+    "accountant": "财务部会计",
+    "director": "财务总监",
+    "president": "总裁",
+    "admin": "行政部",
+}
+REJECTED_FOLDER = "rejected"
+
+DEFAULT_BANKS: tuple[str, ...] = (
+    "中国工商银行", "中国农业银行", "中国银行", "中国建设银行", "交通银行", "中国邮政储蓄银行",
+    "招商银行", "中信银行", "中国光大银行", "华夏银行", "中国民生银行", "广发银行", "平安银行",
+    "兴业银行", "上海浦东发展银行", "浙商银行", "渤海银行", "恒丰银行", "北京银行", "上海银行",
+    "江苏银行", "宁波银行", "南京银行", "杭州银行", "北京农商银行", "上海农商银行", "支付宝",
+    "微信支付",
+)  # fmt: skip
+DEFAULT_FAULTS: tuple[str, ...] = (
+    "扣款成功但未收到订单号及出票验证码",
+    "订单冲突",
+    "支付成功但支付超时",
+    "重复扣款",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The procedure's time limits (spec §2)."""
+
+    fill_minutes: int = 10  # report -> form at technical department
+    forward_minutes: int = 60  # technical returns it -> duty lead submits to finance
+    finance_hours: int = 12  # submitted to finance -> finance's answer
+    refund_hours: int = 24  # report -> money returned
+    refund_working_days: int = 3  # report -> refund due, at the latest
+
+
+@dataclass(frozen=True)
+class Shift:
+    name: str
+    start: dt.time
+    end: dt.time
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    roster: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    folders: dict[str, str] = field(default_factory=lambda: {k: k for k in ROLE_KEYS})
+    banks: tuple[str, ...] = DEFAULT_BANKS
+    faults: tuple[str, ...] = DEFAULT_FAULTS
+    limits: Limits = field(default_factory=Limits)
+    shifts: tuple[Shift, ...] = (
+        Shift("白班", dt.time(8, 0), dt.time(17, 0)),
+        Shift("中班", dt.time(17, 0), dt.time(23, 0)),
+    )
+    president_threshold: Decimal = Decimal("10000")
+    form_no_prefix: str = "TKD"
+    workdays: tuple[dt.date, ...] = ()  # extra working days (调休上班)
+    holidays: tuple[dt.date, ...] = ()  # extra days off
+    stable_seconds: float = 2.0
+    rescan_seconds: float = 60.0
+    ledger: str = "refundsheets/ledger.sqlite3"
+    parse_timeout_seconds: float = 20.0
+    parse_memory_mb: int = 1024
+    max_file_mb: int = 20
+
+    def in_roster(self, role: str, person: str) -> bool:
+        """A role with no list (or an empty list) accepts anyone."""
+        people = self.roster.get(role)
+        return not people or person in people
+
+    def folder(self, role: str) -> str:
+        return self.folders.get(role, role)
+
+
+def load_config(root: Path) -> Config:
+    """Read ``root/refundflow.toml``; defaults for what it leaves out."""
+    path = root / CONFIG_FILE
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"配置文件 {path} 格式错误:{exc}", hint="请按 TOML 格式修改后重试") from exc
+    return parse_config(data, path=path)
+
+
+def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
+    """Turn a TOML table into a :class:`Config`, refusing anything wrong."""
+    where = str(path) if path else CONFIG_FILE
+    known = {
+        "roster", "folders", "banks", "faults", "limits", "shifts", "president_threshold",
+        "form_no_prefix", "calendar", "watch", "ledger", "parse",
+    }  # fmt: skip
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"配置文件 {where} 中 {key} {problem}", hint="请修改该项后重新启动")
+
+    for key in data:
+        if key not in known:
+            raise fail(key, f"是未知的配置项(可用:{'、'.join(sorted(known))})")
+
+    def table(key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise fail(key, "应为一个表([section])")
+        return value
+
+    def str_list(key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise fail(key, "应为非空文字的列表,例如 [\"张三\", \"李四\"]")
+        return tuple(v.strip() for v in value)
+
+    def number(key: str, value: Any, *, minimum: float = 0) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
+            raise fail(key, f"应为大于 {minimum:g} 的数字,现在是 {value!r}")
+        return float(value)
+
+    def dates(key: str, value: Any) -> tuple[dt.date, ...]:
+        if not isinstance(value, list):
+            raise fail(key, "应为日期列表,例如 [2026-10-10]")
+        out = []
+        for v in value:
+            if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+                out.append(v)
+            elif isinstance(v, str):
+                try:
+                    out.append(dt.date.fromisoformat(v))
+                except ValueError:
+                    raise fail(key, f"中的 {v!r} 不是日期(格式 YYYY-MM-DD)") from None
+            else:
+                raise fail(key, f"中的 {v!r} 不是日期(格式 YYYY-MM-DD)")
+        return tuple(out)
+
+    kwargs: dict[str, Any] = {"path": path}
+    roster = table("roster")
+    for role, people in roster.items():
+        if role not in ROLE_KEYS:
+            raise fail(f"roster.{role}", f"不是已知的角色(可用:{', '.join(ROLE_KEYS)})")
+        kwargs.setdefault("roster", {})[role] = str_list(f"roster.{role}", people) if people else ()
+    folders = {k: k for k in ROLE_KEYS}
+    for role, name in table("folders").items():
+        if role not in ROLE_KEYS:
+            raise fail(f"folders.{role}", f"不是已知的角色(可用:{', '.join(ROLE_KEYS)})")
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\:*?\"<>|"):
+            raise fail(f"folders.{role}", "应为一个合法的文件夹名称")
+        folders[role] = name.strip()
+    if len(set(folders.values())) != len(folders) or "rejected" in folders.values():
+        raise fail("folders", "中每个角色的文件夹必须互不相同,且不能叫 rejected")
+    kwargs["folders"] = folders
+    if "banks" in data:
+        kwargs["banks"] = str_list("banks", data["banks"])
+    if "faults" in data:
+        kwargs["faults"] = str_list("faults", data["faults"])
+    limits = table("limits")
+    limit_kwargs = {}
+    for key in ("fill_minutes", "forward_minutes", "finance_hours", "refund_hours",
+                "refund_working_days"):  # fmt: skip
+        if key in limits:
+            value = limits[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise fail(f"limits.{key}", f"应为正整数,现在是 {value!r}")
+            limit_kwargs[key] = value
+    unknown = set(limits) - set(Limits.__dataclass_fields__)
+    if unknown:
+        raise fail(f"limits.{sorted(unknown)[0]}", "是未知的时限项")
+    kwargs["limits"] = Limits(**limit_kwargs)
+    shifts = table("shifts")
+    if shifts:
+        parsed = []
+        for name, span in shifts.items():
+            try:
+                start_s, end_s = (s.strip() for s in str(span).split("-"))
+                parsed.append(Shift(name, dt.time.fromisoformat(start_s),
+                                    dt.time.fromisoformat(end_s)))  # fmt: skip
+            except ValueError:
+                raise fail(f"shifts.{name}", f"应写成 \"08:00-17:00\",现在是 {span!r}") from None
+        kwargs["shifts"] = tuple(parsed)
+    if "president_threshold" in data:
+        raw = data["president_threshold"]
+        try:
+            threshold = Decimal(str(raw))
+        except InvalidOperation:
+            raise fail("president_threshold", f"应为金额数字,现在是 {raw!r}") from None
+        if isinstance(raw, bool) or threshold <= 0:
+            raise fail("president_threshold", f"应为大于 0 的金额,现在是 {raw!r}")
+        kwargs["president_threshold"] = threshold
+    if "form_no_prefix" in data:
+        prefix = data["form_no_prefix"]
+        if not isinstance(prefix, str) or not prefix.isalnum() or not prefix.isascii():
+            raise fail("form_no_prefix", "应为字母或数字组成的前缀,例如 \"TKD\"")
+        kwargs["form_no_prefix"] = prefix
+    calendar = table("calendar")
+    if "workdays" in calendar:
+        kwargs["workdays"] = dates("calendar.workdays", calendar["workdays"])
+    if "holidays" in calendar:
+        kwargs["holidays"] = dates("calendar.holidays", calendar["holidays"])
+    watch = table("watch")
+    if "stable_seconds" in watch:
+        kwargs["stable_seconds"] = number("watch.stable_seconds", watch["stable_seconds"],
+                                          minimum=-1)  # fmt: skip
+    if "rescan_seconds" in watch:
+        kwargs["rescan_seconds"] = number("watch.rescan_seconds", watch["rescan_seconds"])
+    if "ledger" in data:
+        if not isinstance(data["ledger"], str) or not data["ledger"].strip():
+            raise fail("ledger", "应为账本文件的路径")
+        kwargs["ledger"] = data["ledger"]
+    parse = table("parse")
+    if "timeout_seconds" in parse:
+        kwargs["parse_timeout_seconds"] = number("parse.timeout_seconds", parse["timeout_seconds"])
+    if "memory_mb" in parse:
+        kwargs["parse_memory_mb"] = int(number("parse.memory_mb", parse["memory_mb"], minimum=64))
+    if "max_file_mb" in parse:
+        kwargs["max_file_mb"] = int(number("parse.max_file_mb", parse["max_file_mb"]))
+    return Config(**kwargs)
+
+
+DEFAULT_CONFIG_TEXT = """\
+# refundflow 配置文件 (configuration). Every key is optional; the defaults are shown.
+# 修改后重新启动 refundflow watch 生效。
+
+# 各角色的人员名单 (who may sign each block). A role left out, or with an empty list,
+# accepts anyone. Role keys: cs tech cashier accountant director president admin
+[roster]
+# cs = ["张三", "李四"]
+# tech = ["王五"]
+# cashier = ["赵六"]
+# accountant = ["钱七"]
+# director = ["孙八"]
+# president = ["周九"]
+# admin = ["吴十"]
+
+# outbox/ 下各角色的文件夹名 (folder under outbox/ per role); defaults are the role keys.
+[folders]
+# cs = "客服部"
+
+# 金额达到此值时,财务总监审批后还须总裁审批 (amount from which the president must approve).
+# president_threshold = 10000
+
+# 退款单编号前缀 (form number prefix): TKD20261123-001
+# form_no_prefix = "TKD"
+
+# 支付银行下拉列表 (banks offered on the form); replaces the default list.
+# banks = ["中国工商银行", "中国建设银行", "招商银行"]
+
+# 故障现象下拉列表 (fault categories; free text is still accepted).
+# faults = ["扣款成功但未收到订单号及出票验证码", "订单冲突", "支付成功但支付超时"]
+
+# 时限 (time limits of the procedure)
+[limits]
+# fill_minutes = 10          # 填写退款单
+# forward_minutes = 60       # 技术部返回后提交财务
+# finance_hours = 12         # 财务处理
+# refund_hours = 24          # 全额退款
+# refund_working_days = 3    # 原则上 3 个工作日内退款
+
+# 班次 (shifts)
+[shifts]
+# 白班 = "08:00-17:00"
+# 中班 = "17:00-23:00"
+
+# 工作日历调整 (calendar overrides on top of the official Chinese holiday calendar)
+[calendar]
+# workdays = [2026-10-10]    # 调休上班
+# holidays = [2026-12-31]    # 公司额外放假
+
+# 监视收件箱 (watching inbox/)
+[watch]
+# stable_seconds = 2         # 文件大小和修改时间保持不变多少秒后才处理
+# rescan_seconds = 60        # 定期全量扫描的间隔
+
+# 账本 (SQLite ledger), relative to the workspace root
+# ledger = "refundsheets/ledger.sqlite3"
+
+# 解析不可信文件的限制 (limits for parsing untrusted files in a child process)
+[parse]
+# timeout_seconds = 20
+# memory_mb = 1024
+# max_file_mb = 20
+"""

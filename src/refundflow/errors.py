@@ -1,0 +1,85 @@
+"""The exception tree: a stable reason code apart from the human (Chinese) text.
+
+Callers branch on ``reason`` (a :class:`Reason`), never on the message. Messages are
+written for the office staff who read them: what is wrong, where, how to fix it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # configuration and workspace
+    CONFIG_INVALID = "config_invalid"
+    WORKSPACE_MISSING = "workspace_missing"
+    WORKSPACE_LOCKED = "workspace_locked"
+    # what a file is
+    NOT_A_WORKBOOK = "not_a_workbook"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    ENCRYPTED = "encrypted"
+    CORRUPT = "corrupt"
+    TOO_LARGE = "too_large"
+    PARSER_CRASHED = "parser_crashed"
+    PARSER_TIMEOUT = "parser_timeout"
+    FOREIGN_WORKBOOK = "foreign_workbook"
+    OLD_TEMPLATE = "old_template"
+    # a field's value
+    REQUIRED = "required"
+    BAD_DATETIME = "bad_datetime"
+    AMBIGUOUS_DATETIME = "ambiguous_datetime"
+    BAD_AMOUNT = "bad_amount"
+    AMBIGUOUS_AMOUNT = "ambiguous_amount"
+    BAD_MOBILE = "bad_mobile"
+    BAD_CHOICE = "bad_choice"
+    FUTURE_TIME = "future_time"
+    TIME_ORDER = "time_order"
+    NOT_IN_ROSTER = "not_in_roster"
+    SAME_PERSON = "same_person"
+    # the form against the ledger
+    DUPLICATE_ORDER = "duplicate_order"
+    EARLIER_STEP_CHANGED = "earlier_step_changed"
+    STALE_COPY = "stale_copy"
+    UNKNOWN_FORM = "unknown_form"
+    FORM_CLOSED = "form_closed"
+    NOT_APPROVED = "not_approved"
+
+
+class RefundflowError(Exception):
+    """Base of every error the library raises on purpose."""
+
+    reason: Reason = Reason.CORRUPT
+
+    def __init__(self, message: str, *, reason: Reason | None = None, hint: str = "") -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}({self.hint})" if self.hint else self.message
+
+
+class ConfigError(RefundflowError):
+    """refundflow.toml is missing a key, has a wrong type or an impossible value."""
+
+    reason = Reason.CONFIG_INVALID
+
+
+class WorkspaceError(RefundflowError):
+    """The workspace folders are missing or another process holds the workspace."""
+
+    reason = Reason.WORKSPACE_MISSING
+
+
+class FileRejected(RefundflowError):
+    """A dropped file is not one of our workbooks (wrong format, damaged, hostile, foreign)."""
+
+    reason = Reason.NOT_A_WORKBOOK
+
+
+class FormReadError(FileRejected):
+    """A workbook that looks like ours but cannot be read as a form."""
+
+    reason = Reason.FOREIGN_WORKBOOK

@@ -1,0 +1,179 @@
+"""Where every field of the paper forms lives in the Excel templates.
+
+This is the single source of truth shared by the template writer (:mod:`templates`) and the
+form reader (:mod:`forms`): the Chinese label printed on the form, the workbook-scope defined
+name of the input cell, its cell, and how to find it again from a label when a spreadsheet
+program dropped the names (``anchor`` + ``offset``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+TEMPLATE_VERSION = "refundflow-2026.1"
+"""Stamped into every template (custom document property and a defined name)."""
+
+VERSION_PROPERTY = "refundflow_template"
+"""Name of the custom document property (and of the defined name) carrying the version."""
+
+REFUND_SHEET = "退款申请表"
+HANDOVER_SHEET = "客服部值班交接单"
+CS_STATS_SHEET = "客服退单统计表"
+FINANCE_STATS_SHEET = "财务退单统计表"
+LISTS_SHEET = "选项"  # hidden sheet holding the drop-down lists
+HISTORY_SHEET = "流转记录"  # added by the watcher to every routed copy
+RETURN_SHEET = "退回原因"  # added by the watcher, first sheet, to every returned copy
+
+REFUND_TEMPLATE_FILE = "退款申请表.xlsx"
+HANDOVER_TEMPLATE_FILE = "客服部值班交接单.xlsx"
+CS_STATS_TEMPLATE_FILE = "客服退单统计表.xlsx"
+FINANCE_STATS_TEMPLATE_FILE = "财务退单统计表.xlsx"
+
+APPROVE = "同意"
+REJECT = "不同意"
+APPROVAL_CHOICES = (APPROVE, REJECT)
+
+OPINION_LABEL = "处理意见:(说明原因,并制定解决方案)"
+BY_LABEL = "执行人"
+DATE_LABEL = "日期"
+APPROVAL_LABEL = "领导审批"
+CS_SECTION_LABEL = "客服部填写"
+ADMIN_BLOCK_TITLE = "后期执行情况跟踪:行政部填写"
+
+
+class Kind(StrEnum):
+    """How a cell's value is read and checked."""
+
+    TEXT = "text"
+    LONGTEXT = "longtext"
+    FORM_NO = "form_no"
+    ORDER_NO = "order_no"
+    DATETIME = "datetime"
+    AMOUNT = "amount"
+    MOBILE = "mobile"
+    BANK = "bank"
+    FAULT = "fault"
+    PERSON = "person"
+    APPROVAL = "approval"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # workbook-scope defined name of the input cell
+    label: str  # the label as printed on the form (what staff read)
+    cell: str  # A1 address on the form's sheet in the current template
+    kind: Kind
+    anchor: str  # a label cell, unique on the sheet, to find the field without names
+    offset: tuple[int, int]  # (rows, columns) from the anchor cell to the input cell
+    block: str | None = None  # role key of the opinion block, None for the header
+
+
+@dataclass(frozen=True)
+class Block:
+    """One of the six opinion blocks, or the administration follow-up block."""
+
+    role: str  # role key: cs, tech, cashier, accountant, director, president, admin
+    title: str  # band title printed on the form
+    row: int  # 1-based row of the band title
+
+
+def _header(name: str, label: str, cell: str, kind: Kind) -> Field:
+    return Field(name, label, cell, kind, anchor=label, offset=(0, 1))
+
+
+HEADER_FIELDS: tuple[Field, ...] = (
+    _header("form_no", "编号", "B2", Kind.FORM_NO),
+    _header("reporting_dept", "申报部门", "D2", Kind.TEXT),
+    _header("reported_at", "上报时间", "F2", Kind.DATETIME),
+    _header("fault", "故障现象", "B4", Kind.FAULT),
+    _header("mobile", "手机号码", "B5", Kind.MOBILE),
+    _header("purchase_time", "购买时间", "D5", Kind.DATETIME),
+    _header("bank", "支付银行", "F5", Kind.BANK),
+    _header("order_no", "订单号", "B6", Kind.ORDER_NO),
+    _header("amount", "金额", "D6", Kind.AMOUNT),
+    _header("customer_request", "客户意见", "F6", Kind.LONGTEXT),
+    _header("submitter", "提交人", "B7", Kind.PERSON),
+    _header("submitted_at", "时间", "D7", Kind.DATETIME),
+    _header("handling_dept", "问题处理部门", "F7", Kind.TEXT),
+)
+
+OPINION_BLOCKS: tuple[Block, ...] = tuple(
+    Block(role, title, 8 + 3 * i)
+    for i, (role, title) in enumerate(
+        [
+            ("cs", "客服部处理意见"),
+            ("tech", "技术部处理意见"),
+            ("cashier", "出纳处理意见"),
+            ("accountant", "会计处理意见"),
+            ("director", "财务总监处理意见"),
+            ("president", "总裁处理意见"),
+        ]
+    )
+)
+ADMIN_BLOCK = Block("admin", ADMIN_BLOCK_TITLE, 8 + 3 * len(OPINION_BLOCKS))
+ALL_BLOCKS: tuple[Block, ...] = (*OPINION_BLOCKS, ADMIN_BLOCK)
+LAST_ROW = ADMIN_BLOCK.row + 2
+COLUMNS = "ABCDEF"
+
+
+def _block_fields(block: Block) -> tuple[Field, ...]:
+    r, role, title = block.row, block.role, block.title
+    first = (
+        Field(f"{role}_opinion", OPINION_LABEL, f"B{r + 1}", Kind.LONGTEXT, title, (1, 1), role)
+        if role != "admin"
+        else Field("admin_followup", title, f"A{r + 1}", Kind.LONGTEXT, title, (1, 0), role)
+    )
+    return (
+        first,
+        Field(f"{role}_by", BY_LABEL, f"B{r + 2}", Kind.PERSON, title, (2, 1), role),
+        Field(f"{role}_date", DATE_LABEL, f"D{r + 2}", Kind.DATETIME, title, (2, 3), role),
+        Field(f"{role}_approval", APPROVAL_LABEL, f"F{r + 2}", Kind.APPROVAL, title, (2, 5), role),
+    )
+
+
+BLOCK_FIELDS: dict[str, tuple[Field, ...]] = {b.role: _block_fields(b) for b in ALL_BLOCKS}
+REFUND_FIELDS: tuple[Field, ...] = HEADER_FIELDS + tuple(
+    f for b in ALL_BLOCKS for f in BLOCK_FIELDS[b.role]
+)
+FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in REFUND_FIELDS}
+
+# Handover sheet (客服部值班交接单): defined names of the input cells.
+HANDOVER_NAMES: tuple[str, ...] = (
+    "filled_on", "handed_by", "taken_by", "shift",
+    "att_expected", "att_present", "att_late", "att_left_early", "att_absent",
+    "work_done", "follow_ups", "fin_processed", "fin_submitted", "fin_returned",
+    "cleaned", "signatures",
+)  # fmt: skip
+SHIFTS = ("白班", "中班")
+
+# Statistics tables: header names and the columns, exactly as printed, in order.
+STATS_NAMES: tuple[str, ...] = ("table_no", "compiler", "compiled_on", "approver")
+CS_STATS_COLUMNS: tuple[str, ...] = (
+    "序号", "提交日期", "退单编号", "订单号", "联系方式", "开户行", "金额", "提交人",
+    "提交技术部时间", "提交财务时间", "财务反馈时间", "反馈用户时间", "备注",
+)  # fmt: skip
+FINANCE_STATS_COLUMNS: tuple[str, ...] = (
+    "序号", "提交日期", "退单编号", "订单号", "开户行", "金额", "提交人",
+    "出纳核实", "会计复核", "财务总监审核", "反馈客服", "备注",
+)  # fmt: skip
+TOTAL_LABEL = "合计"
+
+
+def cell_to_rc(cell: str) -> tuple[int, int]:
+    """``"B12"`` -> ``(11, 1)``: zero-based (row, column)."""
+    letters = cell.rstrip("0123456789")
+    col = 0
+    for ch in letters.upper():
+        col = col * 26 + (ord(ch) - 64)
+    return int(cell[len(letters) :]) - 1, col - 1
+
+
+def rc_to_cell(row: int, col: int) -> str:
+    """``(11, 1)`` -> ``"B12"``: inverse of :func:`cell_to_rc`."""
+    letters = ""
+    n = col + 1
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(65 + rem) + letters
+    return f"{letters}{row + 1}"
