@@ -128,7 +128,11 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         return value
 
     def str_list(key: str, value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v.strip() for v in value)
+        ):
             raise fail(key, "应为非空文字的列表,例如 [\"张三\", \"李四\"]")
         return tuple(v.strip() for v in value)
 

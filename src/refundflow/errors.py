@@ -43,6 +43,8 @@ class Reason(StrEnum):
     UNKNOWN_FORM = "unknown_form"
     FORM_CLOSED = "form_closed"
     NOT_APPROVED = "not_approved"
+    FILLED_TOO_EARLY = "filled_too_early"
+    ALREADY_RECEIVED = "already_received"
 
 
 class RefundflowError(Exception):

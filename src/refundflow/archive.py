@@ -1,0 +1,97 @@
+"""Write-once file placement: exact bytes, fsynced, never overwriting anything.
+
+Used for the archive under ``refundsheets/`` and for every copy put in a person's outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+import re
+from pathlib import Path
+
+RECEIVED = "received"
+SENT = "sent"
+ORPHANS = "orphans"
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_name(name: str) -> str:
+    """A file name that is safe on Windows shares too (staff name files freely)."""
+    cleaned = _UNSAFE.sub("_", name).strip(" .")
+    return cleaned or "未命名"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def place_new(dest: Path, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` at ``dest``, or at ``dest (2)`` … if that name is taken.
+
+    The file appears whole or not at all (written aside, then hard-linked into place: link
+    fails instead of replacing an existing file, unlike rename).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}.part"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+    try:
+        for n in range(1, 10_000):
+            candidate = dest if n == 1 else dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
+            try:
+                os.link(tmp, candidate)
+            except FileExistsError:
+                continue
+            if durable:
+                _fsync_dir(dest.parent)
+            return candidate
+        raise FileExistsError(f"no free name for {dest}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def place_exact(dest: Path, data: bytes) -> bool:
+    """Put ``data`` exactly at ``dest`` unless it is already there with the same bytes.
+
+    Returns False when a *different* file holds the name (the caller picks another name).
+    Idempotent, so a delivery interrupted by a crash can simply be done again.
+    """
+    if dest.exists():
+        try:
+            return dest.read_bytes() == data
+        except OSError:
+            return False
+    return place_new(dest, data) == dest
+
+
+def archive_path(sheets: Path, kind: str, at: dt.datetime, sha: str, name: str) -> Path:
+    """refundsheets/archive/<kind>/<YYYY-MM>/<timestamp>_<sha12>_<name>"""
+    stamp = at.strftime("%Y%m%dT%H%M%S")
+    return sheets / "archive" / kind / at.strftime("%Y-%m") / f"{stamp}_{sha[:12]}_{safe_name(name)}"
+
+
+def parse_archive_name(path: Path) -> tuple[dt.datetime, str, str] | None:
+    """Inverse of :func:`archive_path`: (time, sha12, original name)."""
+    parts = path.name.split("_", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        at = dt.datetime.strptime(parts[0], "%Y%m%dT%H%M%S")
+    except ValueError:
+        return None
+    return at, parts[1], parts[2]

@@ -1,0 +1,54 @@
+"""Working days: the official Chinese calendar (chinese_calendar) plus the company's overrides.
+
+Years the library does not know yet fall back to Monday–Friday, so a deadline is never missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import chinese_calendar
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+
+class WorkCalendar:
+    def __init__(self, config: Config) -> None:
+        self._workdays = frozenset(config.workdays)
+        self._holidays = frozenset(config.holidays)
+        self._warned_years: set[int] = set()
+
+    def is_workday(self, day: dt.date) -> bool:
+        if day in self._workdays:
+            return True
+        if day in self._holidays:
+            return False
+        try:
+            return bool(chinese_calendar.is_workday(day))
+        except NotImplementedError:
+            # The library ships each year's official holidays; beyond them, weekdays only.
+            if day.year not in self._warned_years:
+                self._warned_years.add(day.year)
+                log.warning("no official holiday calendar for %s: counting Mon-Fri", day.year)
+            return day.weekday() < 5
+
+    def add_working_days(self, start: dt.datetime, days: int) -> dt.datetime:
+        """The same time of day, ``days`` working days after ``start``'s day."""
+        day = start.date()
+        counted = 0
+        while counted < days:
+            day += dt.timedelta(days=1)
+            if self.is_workday(day):
+                counted += 1
+        return dt.datetime.combine(day, start.time())
+
+    @staticmethod
+    def monthly_submission_day(year: int, month: int) -> dt.date:
+        """The 1st of the month, postponed past a weekend (遇双休日顺延)."""
+        day = dt.date(year, month, 1)
+        while day.weekday() >= 5:
+            day += dt.timedelta(days=1)
+        return day

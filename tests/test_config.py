@@ -1,0 +1,56 @@
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from refundflow.config import DEFAULT_CONFIG_TEXT, Config, load_config, parse_config
+from refundflow.errors import ConfigError, Reason
+
+
+def test_default_config_text_parses_to_the_defaults() -> None:
+    config = parse_config(tomllib.loads(DEFAULT_CONFIG_TEXT))
+    assert config.limits == Config().limits
+    assert config.president_threshold == Decimal("10000")
+    assert config.folders["tech"] == "tech"
+
+
+def test_missing_file_means_defaults(tmp_path: Path) -> None:
+    assert load_config(tmp_path).banks == Config().banks
+
+
+def test_roster_and_threshold_are_read(tmp_path: Path) -> None:
+    (tmp_path / "refundflow.toml").write_text(
+        'president_threshold = 5000\n[roster]\ntech = ["王五"]\ncs = []\n', encoding="utf-8"
+    )
+    config = load_config(tmp_path)
+    assert config.president_threshold == Decimal("5000")
+    assert config.in_roster("tech", "王五")
+    assert not config.in_roster("tech", "张三")
+    assert config.in_roster("cs", "任何人")  # an empty list accepts anyone
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        pytest.param("[limits]\nfill_minutes = -1\n", "limits.fill_minutes", id="negative-limit"),
+        pytest.param("[limits]\nfill_minute = 10\n", "limits.fill_minute", id="unknown-limit"),
+        pytest.param("[roster]\nboss = [\"x\"]\n", "roster.boss", id="unknown-role"),
+        pytest.param("[roster]\ntech = \"王五\"\n", "roster.tech", id="roster-not-a-list"),
+        pytest.param("banks = []\n", "banks", id="empty-banks"),
+        pytest.param("president_threshold = \"lots\"\n", "president_threshold", id="bad-threshold"),
+        pytest.param("[shifts]\n\"白班\" = \"8-17\"\n", "shifts.白班", id="bad-shift"),
+        pytest.param("[calendar]\nholidays = [\"soon\"]\n", "calendar.holidays", id="bad-date"),
+        pytest.param("[folders]\ntech = \"cs\"\n", "folders", id="folders-collide"),
+        pytest.param("colour = 1\n", "colour", id="unknown-key"),
+        pytest.param("[limits\n", "refundflow.toml", id="not-toml"),
+    ],
+)
+def test_bad_configuration_is_refused_naming_file_and_key(tmp_path: Path, text: str,
+                                                          key: str) -> None:  # fmt: skip
+    (tmp_path / "refundflow.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert info.value.reason is Reason.CONFIG_INVALID
+    assert str(tmp_path / "refundflow.toml") in info.value.message
+    assert key in info.value.message
