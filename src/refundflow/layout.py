@@ -177,3 +177,42 @@ def rc_to_cell(row: int, col: int) -> str:
         n, rem = divmod(n - 1, 26)
         letters = chr(65 + rem) + letters
     return f"{letters}{row + 1}"
+
+
+# --- Handover sheet (客服部值班交接单): where each input cell is, and its printed label. ---------
+HANDOVER_CELLS: dict[str, str] = {
+    "filled_on": "B2", "handed_by": "D2", "taken_by": "F2", "shift": "B3",
+    "att_expected": "C4", "att_present": "C5", "att_late": "C6", "att_left_early": "C7",
+    "att_absent": "C8", "work_done": "B10", "follow_ups": "B12",
+    "fin_processed": "C14", "fin_submitted": "C16", "fin_returned": "C18",
+    "cleaned": "B19", "signatures": "B20",
+}  # fmt: skip
+"""Top-left cell of each input on the handover sheet (the defined name points here)."""
+HANDOVER_LABELS: dict[str, str] = {
+    "filled_on": "填表时间", "handed_by": "交接人", "taken_by": "接交人", "shift": "班次",
+    "att_expected": "应到值班人员", "att_present": "实到值班人员", "att_late": "迟到人员",
+    "att_left_early": "早退人员", "att_absent": "旷工人员", "work_done": "完成工作明细",
+    "follow_ups": "需其他人员跟进交接明细", "fin_processed": "财务已处理的订单",
+    "fin_submitted": "已提交财务的订单", "fin_returned": "财务退回的订单",
+    "cleaned": "卫生是否打扫", "signatures": "相关责任人签字确认",
+}  # fmt: skip
+"""The label printed for each handover input (left of it, or above its note for the long ones)."""
+
+# --- Statistics tables (客服退单统计表 / 财务退单统计表): same geometry for both. ---------------
+STATS_CELLS: dict[str, str] = {
+    "table_no": "B2", "compiler": "G2", "compiled_on": "J2", "approver": "J26",
+}  # fmt: skip
+"""Top-left cell of each header/footer input (the defined name points here)."""
+STATS_LABELS: dict[str, str] = {
+    "table_no": "编号", "compiler": "制表人", "compiled_on": "制表日期", "approver": "审批人",
+}  # fmt: skip
+"""The label printed directly left of each header/footer input."""
+STATS_HEADER_ROW = 3
+"""1-based row of the column header row (CS_STATS_COLUMNS / FINANCE_STATS_COLUMNS from column A)."""
+STATS_FIRST_DATA_ROW = 4
+"""1-based row of the first data row."""
+STATS_DATA_ROWS = 20
+"""Empty data rows in the template; a report inserts more rows above the total row if needed."""
+STATS_TOTAL_ROW = STATS_FIRST_DATA_ROW + STATS_DATA_ROWS
+"""1-based row of the 合计 row (TOTAL_LABEL in column A, SUM under 金额)."""
+STATS_AMOUNT_COLUMN = "金额"
