@@ -1,0 +1,585 @@
+"""Read a filled 退款申请表 (untrusted bytes) back into a typed record, fast.
+
+Values come from python-calamine, reading only the form's sheet. Where the fields are comes from
+the workbook-scope defined names in ``xl/workbook.xml`` (read with :mod:`zipfile` and a bounded
+read, not openpyxl, which costs ~80 ms per file), and, when a spreadsheet program or a person
+dropped or broke them, from the printed labels plus the offsets in :mod:`layout`.
+
+Everything here returns picklable values: :func:`read_form` runs in a sandboxed worker process.
+
+Round-trip findings that shaped this module (see tests/test_forms.py):
+
+* LibreOffice and Gnumeric both keep our defined names, unquoting the sheet name
+  (``退款申请表!$B$2``); Gnumeric adds ``_xlnm.Sheet_Title`` and a ``#REF!`` ``_xlnm.Print_Area``
+  and reorders the names. Both keep the version name as the constant ``"refundflow-2026.1"``
+  and the custom document property.
+* Gnumeric writes date serials with excess digits (``46329.5868055555500007``); calamine still
+  returns the exact minute, and :mod:`normalize` rounds sub-second noise anyway.
+* calamine (0.9) ignores a wrong ``<dimension ref="A1"/>`` (as WPS writes) and reads all cells,
+  and reads strict-OOXML workbooks, which openpyxl sees as having no sheets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import re
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from xml.etree import ElementTree
+
+import python_calamine as calamine
+
+from . import layout, normalize
+from .errors import FileRejected, FormReadError, Reason
+from .layout import Field, Kind
+
+__all__ = ["BlockEntry", "FieldProblem", "FormReading", "RefundForm", "read_form"]
+
+TEMPLATE_HINT = f"请使用 templates/{layout.REFUND_TEMPLATE_FILE} 模板填写"
+
+# Bounded reads: the parts we parse ourselves are small in any honest workbook (our
+# workbook.xml is ~5 KB); anything far larger is hostile or not ours.
+_MAX_WORKBOOK_XML = 4 << 20
+_MAX_SMALL_PART = 1 << 20
+# Labels are looked for in the first rows only; the form has 28 and people insert a few.
+_LABEL_SCAN_ROWS = 300
+# Rows read at most, even if a defined name points further down.
+_MAX_ROWS = 20_000
+_LABEL_MAX_LEN = 64
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
+_OFFICE_DOCUMENT = "/officeDocument"  # relationship type suffix, transitional and strict
+_IGNORED_SHEETS = frozenset({layout.RETURN_SHEET, layout.HISTORY_SHEET, layout.LISTS_SHEET})
+
+# `'退款申请表'!$B$2`, `退款申请表!$B$2`, `$B$2:$C$2`, `='It''s'!B2` → sheet, column, row.
+_REF = re.compile(
+    r"""^=?\s*(?:(?P<sheet>'(?:[^']|'')+'|[^'!]+)!)?"""
+    r"""\$?(?P<col>[A-Za-z]{1,3})\$?(?P<row>\d{1,7})"""
+    r"""(?::\$?[A-Za-z]{1,3}\$?\d{1,7})?\s*$"""
+)
+
+_BLOCK_PART_LABELS = {
+    "opinion": "处理意见",
+    "by": layout.BY_LABEL,
+    "date": layout.DATE_LABEL,
+    "approval": layout.APPROVAL_LABEL,
+}
+
+
+# --- the record ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """A value the reader could not turn into its canonical form."""
+
+    field: str  # defined name, e.g. "purchase_time"
+    label: str  # what staff read on the form, e.g. "购买时间" or "技术部处理意见·执行人"
+    cell: str  # A1 address where the value was found
+    reason: Reason
+    message: str  # Chinese: what is wrong, where, how to fix it
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    """One opinion block (or the administration follow-up, whose text is ``opinion``)."""
+
+    opinion: str | None
+    by: str | None
+    date: dt.datetime | None
+    approval: str | None
+
+    def is_empty(self) -> bool:
+        return (
+            self.opinion is None
+            and self.by is None
+            and self.date is None
+            and (self.approval is None)
+        )
+
+    def is_complete(self) -> bool:
+        return None not in (self.opinion, self.by, self.date, self.approval)
+
+
+@dataclass(frozen=True)
+class RefundForm:
+    form_no: str | None
+    reporting_dept: str | None
+    reported_at: dt.datetime | None
+    fault: str | None
+    mobile: str | None
+    purchase_time: dt.datetime | None
+    bank: str | None
+    order_no: str | None
+    amount: Decimal | None
+    customer_request: str | None
+    submitter: str | None
+    submitted_at: dt.datetime | None
+    handling_dept: str | None
+    blocks: Mapping[str, BlockEntry]  # role key (layout.ALL_BLOCKS) -> entry
+    template_version: str | None
+    sheet: str  # name of the sheet holding the form
+    cells: Mapping[str, str]  # defined name -> A1 cell where it was found (absent: not found)
+    located_by: str  # "names" | "labels" ("labels" if any field needed the labels)
+    # Text of the cells whose value had a problem (the value itself is None), so that
+    # canonical() still changes when someone corrects a bad value to another bad value.
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+    def value(self, name: str) -> object:
+        """The value of a field by its defined name (``"amount"``, ``"tech_by"``)."""
+        f = layout.FIELDS_BY_NAME[name]
+        if f.block is None:
+            return getattr(self, name)
+        return getattr(self.blocks[f.block], _block_attr(f))
+
+    def canonical(self) -> dict[str, str]:
+        """Defined name -> canonical text of every field, for change detection.
+
+        Empty is ``''``, date-times ``YYYY-MM-DD HH:MM``, amounts ``1234.50``.
+        """
+        out: dict[str, str] = {}
+        for f in layout.REFUND_FIELDS:
+            v = self.value(f.name)
+            if v is None:
+                out[f.name] = self.raw.get(f.name, "")
+            elif isinstance(v, dt.datetime):
+                out[f.name] = v.strftime("%Y-%m-%d %H:%M")
+            elif isinstance(v, Decimal):
+                out[f.name] = f"{v:.2f}"
+            else:
+                out[f.name] = str(v)
+        return out
+
+
+@dataclass(frozen=True)
+class FormReading:
+    form: RefundForm
+    problems: tuple[FieldProblem, ...]
+
+
+def _block_attr(f: Field) -> str:
+    if f.name == "admin_followup":
+        return "opinion"
+    return f.name.removeprefix(f"{f.block}_")
+
+
+def field_label(f: Field) -> str:
+    """The label staff read for a field; block fields say which block (技术部处理意见·执行人)."""
+    if f.block is None:
+        return f.label
+    title = f.anchor  # a block field's anchor is its band title
+    if f.name == "admin_followup":
+        return title
+    return f"{title}·{_BLOCK_PART_LABELS[_block_attr(f)]}"
+
+
+# --- opening the package ---------------------------------------------------------------------
+
+
+def _rejected(reason: Reason, message: str, hint: str = "") -> FileRejected:
+    return FileRejected(message, reason=reason, hint=hint)
+
+
+def _open_zip(data: bytes) -> zipfile.ZipFile:
+    if data.startswith(_OLE_MAGIC):
+        # An OLE container is either an encrypted OOXML package or a legacy .xls/.et file.
+        if _ENCRYPTED_STREAM in data:
+            raise _rejected(
+                Reason.ENCRYPTED, "文件设置了打开密码,无法读取", "请取消密码后重新保存再放入"
+            )
+        raise _rejected(
+            Reason.UNSUPPORTED_FORMAT,
+            "这是旧版 Excel(.xls)格式的文件",
+            "请在 Excel/WPS 中另存为 .xlsx 格式后再放入",
+        )
+    if not data.startswith(b"PK"):
+        raise _rejected(Reason.NOT_A_WORKBOOK, "这不是 Excel 工作簿(.xlsx)文件", TEMPLATE_HINT)
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        raise _rejected(
+            Reason.CORRUPT, f"文件已损坏,无法打开({exc})", "请重新保存或重新复制一份"
+        ) from None
+
+
+def _read_part(zf: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
+    """A zip member's bytes, at most ``limit``; ``None`` when the member does not exist."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        return None
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+            RuntimeError, ValueError) as exc:  # fmt: skip
+        # RuntimeError: a password-protected zip member; NotImplementedError: odd compression.
+        raise _rejected(
+            Reason.CORRUPT, f"文件已损坏,无法读取 {name}({exc})", "请重新保存或重新复制一份"
+        ) from None
+    if len(data) > limit:
+        raise _rejected(Reason.TOO_LARGE, f"文件中的 {name} 大得不正常", TEMPLATE_HINT)
+    return data
+
+
+def _parse_xml(data: bytes, part: str) -> ElementTree.Element:
+    # No DTDs in OOXML: refusing them rules out entity-expansion tricks up front.
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise _rejected(Reason.CORRUPT, f"文件中的 {part} 格式不正确", TEMPLATE_HINT)
+    try:
+        return ElementTree.fromstring(data)
+    except ElementTree.ParseError as exc:
+        raise _rejected(
+            Reason.CORRUPT, f"文件已损坏:{part} 无法解析({exc})", "请重新保存或重新复制一份"
+        ) from None
+
+
+def _local(tag: str) -> str:
+    """Tag or attribute name without its namespace: transitional and strict OOXML alike."""
+    return tag.rpartition("}")[2]
+
+
+def _workbook_part(zf: zipfile.ZipFile) -> str:
+    names = set(zf.namelist())
+    if "xl/workbook.xml" in names:
+        return "xl/workbook.xml"
+    rels = _read_part(zf, "_rels/.rels", _MAX_SMALL_PART)
+    if rels is not None:
+        for rel in _parse_xml(rels, "_rels/.rels").iter():
+            if _local(rel.tag) == "Relationship" and rel.get("Type", "").endswith(_OFFICE_DOCUMENT):
+                target = rel.get("Target", "").lstrip("/")
+                if target in names and target.endswith(".xml"):
+                    return target
+    if "mimetype" in names or "content.xml" in names:
+        raise _rejected(
+            Reason.UNSUPPORTED_FORMAT,
+            "这是 OpenDocument(.ods)等格式的文件,不是 .xlsx",
+            "请另存为 Excel 2007-365 (.xlsx) 格式后再放入",
+        )
+    raise _rejected(Reason.NOT_A_WORKBOOK, "这不是 Excel 工作簿(.xlsx)文件", TEMPLATE_HINT)
+
+
+@dataclass
+class _Book:
+    sheets: list[tuple[str, str]] = field(default_factory=list)  # (name, state) in order
+    names: dict[str, str] = field(default_factory=dict)  # workbook scope: name -> formula
+    local_names: dict[str, str] = field(default_factory=dict)  # first sheet-scope definition
+    date1904: bool = False
+
+
+def _parse_workbook(root: ElementTree.Element) -> _Book:
+    book = _Book()
+    for el in root.iter():
+        tag = _local(el.tag)
+        if tag == "sheet":
+            book.sheets.append((el.get("name", ""), el.get("state", "visible")))
+        elif tag == "definedName":
+            name = el.get("name", "")
+            if not name or name.startswith("_xlnm.") or el.text is None:
+                continue
+            target = book.names if el.get("localSheetId") is None else book.local_names
+            target.setdefault(name, el.text)
+        elif tag == "workbookPr":
+            book.date1904 = el.get("date1904", "").lower() in ("1", "true")
+    return book
+
+
+@functools.lru_cache(maxsize=4096)  # every form repeats the template's references
+def _parse_ref(formula: str) -> tuple[str | None, int, int] | None:
+    """``'退款申请表'!$B$2`` -> ``("退款申请表", 1, 1)``; a range gives its top-left cell."""
+    m = _REF.match(formula.strip())
+    if m is None:  # #REF!, constants, formulas, 3-D references
+        return None
+    sheet = m["sheet"]
+    if sheet is not None and sheet.startswith("'"):
+        sheet = sheet[1:-1].replace("''", "'")
+    row, col = layout.cell_to_rc(f"{m['col'].upper()}{m['row']}")
+    if row < 0 or col < 0 or col >= 16_384:
+        return None
+    return sheet, row, col
+
+
+def _string_constant(formula: str) -> str | None:
+    """``"refundflow-2026.1"`` or ``="refundflow-2026.1"`` -> ``refundflow-2026.1``."""
+    s = formula.strip().removeprefix("=").strip()
+    if len(s) >= 2 and s[0] == s[-1] == '"':
+        return s[1:-1].replace('""', '"')
+    return None
+
+
+def _custom_version(zf: zipfile.ZipFile) -> str | None:
+    data = _read_part(zf, "docProps/custom.xml", _MAX_SMALL_PART)
+    if data is None:
+        return None
+    for el in _parse_xml(data, "docProps/custom.xml").iter():
+        if _local(el.tag) == "property" and el.get("name") == layout.VERSION_PROPERTY:
+            for child in el:
+                if child.text and child.text.strip():
+                    return child.text.strip()
+    return None
+
+
+# --- the form's sheet ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)  # the same labels come back in every form
+def _label_key(s: str) -> str:
+    """A printed label as compared: half-width, no whitespace, no trailing colon."""
+    return "".join(normalize.half_width(s).split()).rstrip(":")
+
+
+_ANCHORS: frozenset[str] = frozenset(_label_key(f.anchor) for f in layout.REFUND_FIELDS)
+
+
+class _Grid:
+    """The calamine values of one sheet, addressed by absolute zero-based (row, column)."""
+
+    def __init__(
+        self,
+        rows: list[list[Any]],
+        origin: tuple[int, int],
+        merged: list[tuple[tuple[int, int], tuple[int, int]]],
+    ) -> None:
+        self.rows = rows
+        self.r0, self.c0 = origin
+        self.merged = merged
+        # Cells covered by a merge -> its top-left, for the usual handful of small merges; a
+        # file with huge merged areas is looked up range by range instead (no giant dict).
+        self._covered: dict[tuple[int, int], tuple[int, int]] | None = None
+        if sum((r2 - r1 + 1) * (c2 - c1 + 1) for (r1, c1), (r2, c2) in merged) <= 10_000:
+            self._covered = {
+                (r, c): (r1, c1)
+                for (r1, c1), (r2, c2) in merged
+                for r in range(r1, r2 + 1)
+                for c in range(c1, c2 + 1)
+            }
+
+    def top_left(self, row: int, col: int) -> tuple[int, int]:
+        """The cell holding the value shown at (row, col): a merged range's top-left."""
+        if self._covered is not None:
+            return self._covered.get((row, col), (row, col))
+        for (r1, c1), (r2, c2) in self.merged:
+            if r1 <= row <= r2 and c1 <= col <= c2:
+                return r1, c1
+        return row, col
+
+    def get(self, row: int, col: int) -> object:
+        r, c = row - self.r0, col - self.c0
+        if 0 <= r < len(self.rows) and 0 <= c < len(self.rows[r]):
+            return self.rows[r][c]
+        return None
+
+    def anchors(self) -> dict[str, tuple[int, int]]:
+        """Anchor label -> its first cell, in reading order, within the scanned rows."""
+        found: dict[str, tuple[int, int]] = {}
+        for r, row in enumerate(self.rows[:_LABEL_SCAN_ROWS]):
+            for c, v in enumerate(row):
+                if isinstance(v, str) and v and len(v) <= _LABEL_MAX_LEN:
+                    key = _label_key(v)
+                    if key in _ANCHORS and key not in found:
+                        found[key] = (r + self.r0, c + self.c0)
+        return found
+
+
+def _calamine_failure(exc: Exception) -> FileRejected:
+    if isinstance(exc, calamine.PasswordError):
+        return _rejected(Reason.ENCRYPTED, "文件设置了密码,无法读取", "请取消密码后重新保存再放入")
+    return _rejected(
+        Reason.CORRUPT, f"文件已损坏,无法读取表格内容({exc})", "请重新保存或重新复制一份"
+    )
+
+
+_CALAMINE_ERRORS = (calamine.CalamineError, ValueError, OSError, TypeError)
+
+
+def _load_grid(wb: calamine.CalamineWorkbook, sheet: str, *, rows_needed: int) -> _Grid:
+    try:
+        ws = wb.get_sheet_by_name(sheet)
+        start = ws.start
+        if start is None:  # an empty sheet
+            return _Grid([], (0, 0), [])
+        # skip_empty_area=True: the output starts at ws.start (leading empty rows and columns
+        # dropped), and nrows counts from there.
+        nrows = max(rows_needed - start[0], _LABEL_SCAN_ROWS)
+        rows = ws.to_python(skip_empty_area=True, nrows=min(nrows, _MAX_ROWS))
+        merged = ws.merged_cell_ranges or []
+    except _CALAMINE_ERRORS as exc:
+        raise _calamine_failure(exc) from None
+    return _Grid(rows, start, merged)
+
+
+def _foreign(sheet_names: list[str]) -> FormReadError:
+    shown = "、".join(sheet_names[:5]) or "(没有工作表)"
+    return FormReadError(
+        f"这不是退款申请表:找不到“编号”“订单号”“金额”“技术部处理意见”等栏目(工作表:{shown})",
+        reason=Reason.FOREIGN_WORKBOOK,
+        hint=TEMPLATE_HINT,
+    )
+
+
+# --- reading the values ----------------------------------------------------------------------
+
+_Normaliser = Callable[[object], object]
+
+
+def _longtext(v: object) -> str | None:
+    return normalize.text(v, multiline=True)
+
+
+def _datetime_1904(v: object) -> dt.datetime | None:
+    return normalize.datetime_minute(v, date1904=True)
+
+
+_NORMALISERS: dict[Kind, _Normaliser] = {
+    Kind.TEXT: normalize.text,
+    Kind.BANK: normalize.text,
+    Kind.FAULT: normalize.text,
+    Kind.LONGTEXT: _longtext,
+    Kind.PERSON: normalize.person,
+    Kind.FORM_NO: normalize.form_no,
+    Kind.ORDER_NO: normalize.order_no,
+    Kind.DATETIME: normalize.datetime_minute,
+    Kind.AMOUNT: normalize.amount,
+    Kind.MOBILE: normalize.mobile,
+    Kind.APPROVAL: normalize.approval,
+}
+
+
+def _normaliser(kind: Kind, *, date1904: bool) -> _Normaliser:
+    if kind is Kind.DATETIME and date1904:
+        return _datetime_1904
+    return _NORMALISERS[kind]
+
+
+def _locate(
+    f: Field,
+    named: tuple[int, int] | None,
+    anchors: Mapping[str, tuple[int, int]],
+    grid: _Grid,
+) -> tuple[tuple[int, int] | None, str]:
+    """Where field ``f`` is, and how it was found ("names" / "labels" / "")."""
+    anchor = anchors.get(_label_key(f.anchor))
+    dr, dc = f.offset
+    labeled = None if anchor is None else (anchor[0] + dr, anchor[1] + dc)
+    if named is not None:
+        if labeled is None or labeled == named:
+            return named, "names"
+        # Both exist and disagree: trust the name if its label is where the layout puts it
+        # (the printed label also occurs elsewhere), else the name is stale (a tool inserted
+        # rows without updating names) and the label wins.
+        label_cell = grid.get(*grid.top_left(named[0] - dr, named[1] - dc))
+        if isinstance(label_cell, str) and _label_key(label_cell) == _label_key(f.anchor):
+            return named, "names"
+        return labeled, "labels"
+    return labeled, ("labels" if labeled is not None else "")
+
+
+def read_form(data: bytes) -> FormReading:
+    """Read a filled refund form from the bytes of an ``.xlsx`` file.
+
+    Raises :class:`FileRejected` (``NOT_A_WORKBOOK``, ``UNSUPPORTED_FORMAT``, ``ENCRYPTED``,
+    ``CORRUPT``, ``TOO_LARGE``) for files that are not readable workbooks and
+    :class:`FormReadError` (``FOREIGN_WORKBOOK``) for workbooks that are not our form. Problems
+    with single values do not raise: they are collected in :attr:`FormReading.problems`.
+    """
+    zf = _open_zip(data)
+    with zf:
+        part = _workbook_part(zf)
+        workbook_xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
+        assert workbook_xml is not None  # _workbook_part checked it exists
+        book = _parse_workbook(_parse_xml(workbook_xml, part))
+        version = _custom_version(zf)
+    if version is None:
+        version_name = book.names.get(layout.VERSION_PROPERTY)
+        version = _string_constant(version_name) if version_name else None
+
+    try:
+        wb = calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+        sheet_names = list(wb.sheet_names)
+    except _CALAMINE_ERRORS as exc:
+        raise _calamine_failure(exc) from None
+    by_folded = {s.casefold(): s for s in sheet_names}
+
+    # Defined names of our fields, with the sheet they point to (None: no sheet in the ref).
+    refs: dict[str, tuple[str | None, int, int]] = {}
+    for f in layout.REFUND_FIELDS:
+        formula = book.names.get(f.name) or book.local_names.get(f.name)
+        ref = _parse_ref(formula) if formula else None
+        if ref is not None:
+            sheet = ref[0]
+            refs[f.name] = (by_folded.get(sheet.casefold(), "") if sheet else None, *ref[1:])
+
+    counts = Counter(s for s, _, _ in refs.values() if s and s not in _IGNORED_SHEETS)
+    grid: _Grid | None = None
+    if counts:
+        sheet = counts.most_common(1)[0][0]
+    elif layout.REFUND_SHEET in sheet_names:
+        sheet = layout.REFUND_SHEET
+    else:
+        states = dict(book.sheets)
+        for candidate in sheet_names:
+            if candidate in _IGNORED_SHEETS or states.get(candidate, "visible") != "visible":
+                continue
+            g = _load_grid(wb, candidate, rows_needed=0)
+            if len(g.anchors()) * 2 >= len(_ANCHORS):
+                sheet, grid = candidate, g
+                break
+        else:
+            raise _foreign(sheet_names)
+
+    named: dict[str, tuple[int, int]] = {
+        name: (r, c) for name, (s, r, c) in refs.items() if s is None or s == sheet
+    }
+    if grid is None:
+        deepest = max((r for r, _ in named.values()), default=0)
+        grid = _load_grid(wb, sheet, rows_needed=deepest + 1)
+    anchors = grid.anchors()
+    if len(named) * 2 < len(layout.REFUND_FIELDS) and len(anchors) * 2 < len(_ANCHORS):
+        raise _foreign(sheet_names)
+
+    values: dict[str, object] = {}
+    cells: dict[str, str] = {}
+    raw: dict[str, str] = {}
+    problems: list[FieldProblem] = []
+    used_labels = False
+    for f in layout.REFUND_FIELDS:
+        where, how = _locate(f, named.get(f.name), anchors, grid)
+        if where is None:
+            values[f.name] = None
+            continue
+        used_labels = used_labels or how == "labels"
+        where = grid.top_left(*where)
+        cell = layout.rc_to_cell(*where)
+        cells[f.name] = cell
+        value = grid.get(*where)
+        try:
+            values[f.name] = _normaliser(f.kind, date1904=book.date1904)(value)
+        except normalize.ValueProblem as exc:
+            values[f.name] = None
+            raw[f.name] = normalize.text(value) or ""
+            label = field_label(f)
+            problems.append(FieldProblem(f.name, label, cell, exc.reason, f"{label}({cell}){exc}"))
+
+    def block(role: str) -> BlockEntry:
+        parts = {_block_attr(f): values[f.name] for f in layout.BLOCK_FIELDS[role]}
+        return BlockEntry(**parts)  # type: ignore[arg-type]
+
+    header: dict[str, Any] = {f.name: values[f.name] for f in layout.HEADER_FIELDS}
+    form = RefundForm(
+        **header,
+        blocks={b.role: block(b.role) for b in layout.ALL_BLOCKS},
+        template_version=version,
+        sheet=sheet,
+        cells=cells,
+        located_by="labels" if used_labels or not named else "names",
+        raw=raw,
+    )
+    return FormReading(form, tuple(problems))
