@@ -1,0 +1,607 @@
+"""The inbox watcher: scenario tests run the real loop in a thread and wait with timeouts."""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from refundflow import watcher as watcher_mod
+from refundflow.watcher import InboxWatcher, detect_network_fs, is_junk, owner_file_present
+
+STABLE = 0.2
+TIMEOUT = 10.0
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT) -> bool:
+    """Check ``predicate`` every 10 ms until it is true or ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+class Recorder:
+    """A handler like the real processor: read the file, then move it out of the inbox."""
+
+    def __init__(self, done: Path, *, move: bool = True) -> None:
+        self.done = done
+        self.move = move
+        self.calls: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        done.mkdir(exist_ok=True)
+
+    def __call__(self, path: Path) -> None:
+        content = path.read_bytes()
+        with self._lock:
+            self.calls.append((path.name, content))
+            n = len(self.calls)
+        if self.move:
+            path.rename(self.done / f"{n:04d}-{path.name}")
+
+    @property
+    def names(self) -> list[str]:
+        with self._lock:
+            return [name for name, _ in self.calls]
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.calls)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Recorder:
+    return Recorder(tmp_path / "done")
+
+
+@contextmanager
+def running(watcher: InboxWatcher) -> Iterator[threading.Event]:
+    """Run ``watcher.run`` in a thread; on exit stop it and check it stopped cleanly."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            watcher.run(stop)
+        except BaseException as exc:  # surfaced in the test thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="watcher", daemon=True)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "watcher did not stop"
+        if errors:
+            raise errors[0]
+
+
+def count_scans(monkeypatch: pytest.MonkeyPatch, watcher: InboxWatcher) -> Callable[[], int]:
+    """Count the watcher's passes over the inbox (to know it has looked at least once)."""
+    scans = [0]
+    original = watcher.scan_once
+
+    def counting() -> list[Path]:
+        result = original()
+        scans[0] += 1
+        return result
+
+    monkeypatch.setattr(watcher, "scan_once", counting)
+    return lambda: scans[0]
+
+
+def no_observer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulate an inbox whose events never arrive."""
+    monkeypatch.setattr(InboxWatcher, "_start_observer", lambda self: None)
+
+
+def make(inbox: Path, handle: Callable[[Path], None], **kwargs: object) -> InboxWatcher:
+    options: dict[str, object] = {"stable_seconds": STABLE, "rescan_seconds": 1000.0}
+    options.update(kwargs)
+    return InboxWatcher(inbox, handle, **options)  # type: ignore[arg-type]
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in record.getMessage() for record in list(caplog.records))
+
+
+# ---------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("~$form.xlsx", id="excel-owner"),
+        pytest.param("~$款申请表.xlsx", id="excel-owner-truncated"),
+        pytest.param(".~lock.form.xlsx#", id="libreoffice-lock"),
+        pytest.param("~WRL0001.tmp", id="word-temp"),
+        pytest.param("5A3B1C2D.tmp", id="excel-save-temp"),
+        pytest.param("~RF1a2b3c.TMP", id="upper-case-temp"),
+        pytest.param("Thumbs.db", id="thumbs-db"),
+        pytest.param("desktop.ini", id="desktop-ini"),
+        pytest.param("Desktop.INI", id="desktop-ini-any-case"),
+        pytest.param(".DS_Store", id="ds-store"),
+        pytest.param("._form.xlsx", id="appledouble"),
+        pytest.param(".gitkeep", id="hidden-dotfile"),
+        pytest.param("form.xlsx.part", id="firefox-partial"),
+        pytest.param("form.xlsx.crdownload", id="chrome-partial"),
+        pytest.param("退款申请表.xlsx.退回原因.txt", id="our-reply-file"),
+    ],
+)
+def test_ignores_office_and_os_junk(inbox: Path, recorder: Recorder, name: str) -> None:
+    assert is_junk(name)
+    (inbox / name).write_bytes(b"junk")
+    (inbox / "real.xlsx").write_bytes(b"real")
+    make(inbox, recorder).drain(timeout=TIMEOUT)  # returns once only junk is left
+    assert recorder.names == ["real.xlsx"]
+    assert (inbox / name).exists()
+
+
+def test_running_loop_ignores_junk_and_subfolders(inbox: Path, recorder: Recorder) -> None:
+    junk = ["~$form.xlsx", ".~lock.other.xlsx#", "~WRL0001.tmp", "Thumbs.db", ".DS_Store"]
+    for name in junk:
+        (inbox / name).write_bytes(b"junk")
+    (inbox / "sub").mkdir()
+    (inbox / "sub" / "nested.xlsx").write_bytes(b"nested")  # no recursion
+    with running(make(inbox, recorder)):
+        (inbox / "real.xlsx").write_bytes(b"real")
+        assert wait_until(lambda: recorder.count() >= 1)
+    assert recorder.names == ["real.xlsx"]
+    assert sorted(p.name for p in inbox.iterdir()) == sorted([*junk, "sub"])
+    assert (inbox / "sub" / "nested.xlsx").exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["form.xlsx", "退款申请表-20261123-张三.xlsx", "report.tmp.xlsx", "a.xls", "x~$y.xlsx"],
+)
+def test_real_form_names_are_not_junk(name: str) -> None:
+    assert not is_junk(name)
+
+
+@pytest.mark.parametrize(
+    ("target", "owner"),
+    [
+        pytest.param("form.xlsx", "~$form.xlsx", id="excel"),
+        pytest.param(
+            "退款申请表-20261123.xlsx", "~$款申请表-20261123.xlsx", id="excel-truncated-1"
+        ),
+        pytest.param("退款申请表-20261123.xlsx", "~$申请表-20261123.xlsx", id="excel-truncated-2"),
+        pytest.param("form.xlsx", ".~lock.form.xlsx#", id="libreoffice"),
+    ],
+)
+def test_owner_file_present(inbox: Path, target: str, owner: str) -> None:
+    path = inbox / target
+    path.write_bytes(b"x")
+    assert not owner_file_present(path)
+    (inbox / owner).write_bytes(b"owner")
+    assert owner_file_present(path)
+
+
+def test_detect_network_fs(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        "srv:/export /mnt/nfs nfs4 rw 0 0\n"
+        "//srv/office /mnt/office\\040share cifs rw 0 0\n"
+        "me@host:/x /mnt/ssh fuse.sshfs rw 0 0\n"
+        "/dev/vdb /mnt/nfs/local ext4 rw 0 0\n"
+        "tmpfs /mnt/nfs2 tmpfs rw 0 0\n",
+        encoding="utf-8",
+    )
+
+    def on_network(path: str) -> bool:
+        return detect_network_fs(Path(path), mounts=mounts)
+
+    assert on_network("/mnt/nfs/inbox")
+    assert on_network("/mnt/office share/inbox")
+    assert on_network("/mnt/ssh")
+    assert not on_network("/mnt/nfs/local/inbox")  # a local mount inside the share
+    assert not on_network("/mnt/nfs2/inbox")  # prefix of the name is not a parent
+    assert not on_network("/home/office/inbox")
+    assert not detect_network_fs(Path("/x"), mounts=tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- single passes, fake clock
+
+
+def test_file_is_ready_only_after_stable_seconds_unchanged(inbox: Path, recorder: Recorder) -> None:
+    clock = FakeClock()
+    watcher = make(inbox, recorder, stable_seconds=2.0, clock=clock)
+    form = inbox / "form.xlsx"
+    form.write_bytes(b"part")
+    assert watcher.scan_once() == []
+    clock.advance(1.5)
+    form.write_bytes(b"part-and-more")  # changed: the stability clock restarts
+    assert watcher.scan_once() == []
+    clock.advance(1.9)
+    assert watcher.scan_once() == []
+    clock.advance(0.1)
+    assert watcher.scan_once() == [form]
+    assert watcher.process_ready() == 1
+    assert recorder.calls == [("form.xlsx", b"part-and-more")]
+    assert watcher.pending() == []
+
+
+def test_handler_leaving_file_in_place_is_not_rehandled_in_tight_loop(inbox: Path) -> None:
+    clock = FakeClock()
+    keeper = Recorder(inbox.parent / "done", move=False)
+    watcher = make(inbox, keeper, stable_seconds=1.0, clock=clock)
+    form = inbox / "form.xlsx"
+    form.write_bytes(b"v1")
+    watcher.process_ready()
+    clock.advance(1.0)
+    assert watcher.process_ready() == 1
+    for _ in range(5):  # backoff 1 s: nothing in the meantime
+        clock.advance(0.19)
+        assert watcher.process_ready() == 0
+    clock.advance(0.05)
+    assert watcher.process_ready() == 1  # after the 1 s backoff
+    clock.advance(1.0)
+    assert watcher.process_ready() == 0  # now 2 s
+    form.write_bytes(b"version 2")  # a change is handled once stable, backoff or not
+    watcher.process_ready()
+    clock.advance(1.0)
+    assert watcher.process_ready() == 1
+    assert keeper.calls == [("form.xlsx", b"v1")] * 2 + [("form.xlsx", b"version 2")]
+
+
+def test_backoff_is_capped(inbox: Path) -> None:
+    clock = FakeClock()
+    keeper = Recorder(inbox.parent / "done", move=False)
+    watcher = make(inbox, keeper, stable_seconds=0.0, clock=clock, retry_max=8.0)
+    (inbox / "form.xlsx").write_bytes(b"x")
+    times = []
+    for _ in range(400):
+        if watcher.process_ready():
+            times.append(clock.now)
+        clock.advance(0.5)
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(times)]
+    assert gaps[:5] == [1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_file_deleted_between_scan_and_handle_is_forgotten(inbox: Path) -> None:
+    clock = FakeClock()
+    calls: list[Path] = []
+
+    def handle(path: Path) -> None:
+        calls.append(path)
+        path.read_bytes()  # raises FileNotFoundError: the file vanished
+
+    watcher = make(inbox, handle, clock=clock)
+    form = inbox / "form.xlsx"
+    form.write_bytes(b"x")
+    watcher.scan_once()
+    clock.advance(1.0)
+    ready = watcher.scan_once()
+    assert ready == [form]
+    form.unlink()
+    assert watcher.process_ready() == 0
+    assert watcher.pending() == []
+
+
+# ---------------------------------------------------------------- the running loop
+
+
+def test_handles_slow_write(inbox: Path, recorder: Recorder) -> None:
+    chunks = [bytes([65 + i]) * 10_000 for i in range(20)]
+    watcher = make(inbox, recorder, stable_seconds=0.5)
+
+    def writer() -> None:
+        with (inbox / "form.xlsx").open("wb") as stream:
+            for chunk in chunks:
+                stream.write(chunk)
+                stream.flush()
+                time.sleep(0.05)  # the simulated slow writer, not synchronisation
+
+    with running(watcher):
+        thread = threading.Thread(target=writer)
+        thread.start()
+        thread.join(timeout=TIMEOUT)
+        assert wait_until(lambda: recorder.count() >= 1)
+        assert wait_until(lambda: not any(inbox.iterdir()))
+    assert recorder.calls == [("form.xlsx", b"".join(chunks))]
+
+
+@pytest.mark.parametrize("temp_name", ["~WRL0001.tmp", "x.tmp", "form.xlsx.part"])
+def test_handles_write_temp_then_rename(inbox: Path, recorder: Recorder, temp_name: str) -> None:
+    temp = inbox / temp_name
+    watcher = make(inbox, recorder)
+    with running(watcher):
+        with temp.open("wb") as stream:
+            stream.write(b"first half ")
+            stream.flush()
+            time.sleep(STABLE * 2)  # the simulated writer lingers beyond stable_seconds
+            stream.write(b"second half")
+        temp.rename(inbox / "form.xlsx")
+        assert wait_until(lambda: recorder.count() >= 1)
+    assert recorder.calls == [("form.xlsx", b"first half second half")]
+
+
+def test_handles_burst_of_500_drops(inbox: Path, recorder: Recorder) -> None:
+    watcher = make(inbox, recorder)
+    expected = {f"form-{i:03d}.xlsx": f"content {i}".encode() for i in range(500)}
+    started = time.monotonic()
+    with running(watcher):
+        for name, content in expected.items():
+            (inbox / name).write_bytes(content)
+        assert wait_until(lambda: recorder.count() >= 500, timeout=20)
+    assert time.monotonic() - started < 15
+    assert len(recorder.calls) == 500
+    assert dict(recorder.calls) == expected
+    assert not any(inbox.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("name", "owner"),
+    [
+        pytest.param("form.xlsx", "~$form.xlsx", id="excel"),
+        pytest.param(
+            "退款申请表-20261123-张三.xlsx", "~$申请表-20261123-张三.xlsx", id="excel-long"
+        ),
+        pytest.param("form.xlsx", ".~lock.form.xlsx#", id="libreoffice"),
+    ],
+)
+def test_waits_while_owner_lock_file_present(
+    inbox: Path, recorder: Recorder, caplog: pytest.LogCaptureFixture, name: str, owner: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="refundflow.watcher")
+    (inbox / owner).write_bytes(b"owner")
+    (inbox / name).write_bytes(b"form")
+    with running(make(inbox, recorder)):
+        # the watcher has seen the form stable and refused it because of the owner file
+        assert wait_until(lambda: logged(caplog, f"{name!r} 正被 Office 程序打开"))
+        assert recorder.count() == 0
+        (inbox / owner).unlink()
+        assert wait_until(lambda: recorder.count() >= 1)
+    assert recorder.calls == [(name, b"form")]
+
+
+def test_waits_while_writer_holds_exclusive_lock(
+    inbox: Path, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="refundflow.watcher")
+    watcher = make(inbox, recorder, retry_initial=0.1, retry_max=0.2)
+    with (inbox / "form.xlsx").open("wb") as stream:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
+        stream.write(b"locked content")
+        stream.flush()
+        with running(watcher):
+            assert wait_until(lambda: logged(caplog, "'form.xlsx' 暂时无法读取"))
+            assert recorder.count() == 0
+            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+            assert wait_until(lambda: recorder.count() >= 1)
+    assert recorder.calls == [("form.xlsx", b"locked content")]
+
+
+def test_file_deleted_before_stable_is_forgotten(inbox: Path, recorder: Recorder) -> None:
+    frozen = FakeClock()  # time never passes for stability: nothing can become ready
+    watcher = make(inbox, recorder, clock=frozen)
+    with running(watcher):
+        (inbox / "form.xlsx").write_bytes(b"x")
+        assert wait_until(lambda: watcher.pending() == ["form.xlsx"])
+        (inbox / "form.xlsx").unlink()
+        assert wait_until(lambda: watcher.pending() == [])
+    assert recorder.count() == 0
+
+
+def test_handler_error_is_logged_and_retried(
+    inbox: Path, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures = [0]
+
+    def flaky(path: Path) -> None:
+        if path.name == "bad.xlsx" and failures[0] == 0:
+            failures[0] += 1
+            raise RuntimeError("parser fell over")
+        recorder(path)
+
+    (inbox / "bad.xlsx").write_bytes(b"bad")
+    (inbox / "good.xlsx").write_bytes(b"good")
+    with running(make(inbox, flaky, retry_initial=0.2)):
+        assert wait_until(lambda: recorder.count() >= 2)
+    assert sorted(recorder.names) == ["bad.xlsx", "good.xlsx"]
+    errors = [r for r in caplog.records if r.name == "refundflow.watcher" and r.levelno >= 40]
+    assert len(errors) == 1
+    assert "bad.xlsx" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    assert "parser fell over" in caplog.text
+
+
+def test_startup_scan_processes_existing_files(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_observer(monkeypatch)  # only the startup scan can find them
+    for i in range(3):
+        (inbox / f"old-{i}.xlsx").write_bytes(b"old")
+    with running(make(inbox, recorder)):
+        assert wait_until(lambda: recorder.count() >= 3)
+    assert sorted(recorder.names) == ["old-0.xlsx", "old-1.xlsx", "old-2.xlsx"]
+
+
+def test_events_wake_the_loop(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher = make(inbox, recorder)  # rescan_seconds=1000: only events can find the file
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)
+        (inbox / "new.xlsx").write_bytes(b"new")
+        assert wait_until(lambda: recorder.count() >= 1)
+    assert recorder.names == ["new.xlsx"]
+
+
+def test_periodic_rescan_finds_files_without_events(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_observer(monkeypatch)
+    watcher = make(inbox, recorder, rescan_seconds=0.3)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)  # the startup scan saw an empty inbox
+        (inbox / "missed.xlsx").write_bytes(b"no event for me")
+        assert wait_until(lambda: recorder.count() >= 1)
+    assert recorder.calls == [("missed.xlsx", b"no event for me")]
+
+
+def observers_started(monkeypatch: pytest.MonkeyPatch) -> list[BaseObserver | None]:
+    started: list[BaseObserver | None] = []
+    original = InboxWatcher._start_observer
+
+    def recording(self: InboxWatcher) -> BaseObserver | None:
+        observer = original(self)
+        started.append(observer)
+        return observer
+
+    monkeypatch.setattr(InboxWatcher, "_start_observer", recording)
+    return started
+
+
+def test_polling_mode(inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = observers_started(monkeypatch)
+    watcher = make(inbox, recorder, polling=0.05)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)
+        (inbox / "polled.xlsx").write_bytes(b"polled")
+        assert wait_until(lambda: recorder.count() >= 1)
+    assert recorder.names == ["polled.xlsx"]
+    assert len(started) == 1
+    assert isinstance(started[0], PollingObserver)
+    assert not started[0].is_alive()  # stopped and joined
+
+
+def test_network_share_is_polled(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_mod, "detect_network_fs", lambda path: True)
+    started = observers_started(monkeypatch)
+    with running(make(inbox, recorder)):
+        assert wait_until(lambda: len(started) == 1)
+    assert isinstance(started[0], PollingObserver)
+
+
+def test_stop_returns_promptly(inbox: Path, recorder: Recorder) -> None:
+    (inbox / "~$form.xlsx").write_bytes(b"owner")
+    (inbox / "form.xlsx").write_bytes(b"pending for ever")
+    watcher = make(inbox, recorder)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    assert wait_until(lambda: watcher.pending() == ["form.xlsx"])
+    stopped_at = time.monotonic()
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 1.0
+
+
+def test_stop_finishes_the_current_handle_call_then_stops(inbox: Path, recorder: Recorder) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow(path: Path) -> None:
+        entered.set()
+        assert release.wait(TIMEOUT)
+        recorder(path)
+
+    (inbox / "a.xlsx").write_bytes(b"a")
+    (inbox / "b.xlsx").write_bytes(b"b")
+    stop = threading.Event()
+    thread = threading.Thread(target=make(inbox, slow).run, args=(stop,), daemon=True)
+    thread.start()
+    assert entered.wait(TIMEOUT)
+    stop.set()
+    release.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert recorder.names == ["a.xlsx"]  # finished, not abandoned; b.xlsx never started
+    assert (inbox / "b.xlsx").exists()
+
+
+def test_drain_processes_everything_and_returns(inbox: Path, recorder: Recorder) -> None:
+    for i in range(5):
+        (inbox / f"form-{i}.xlsx").write_bytes(b"ready")
+    (inbox / "desktop.ini").write_bytes(b"junk")
+    watcher = make(inbox, recorder)
+
+    def late_writer() -> None:
+        with (inbox / "late.xlsx").open("wb") as stream:
+            for _ in range(5):
+                stream.write(b"x" * 1000)
+                stream.flush()
+                time.sleep(0.05)  # the simulated slow writer
+
+    writer = threading.Thread(target=late_writer)
+    writer.start()
+    started = time.monotonic()
+    watcher.drain(timeout=TIMEOUT)
+    elapsed = time.monotonic() - started
+    writer.join()
+    assert sorted(recorder.names) == [*(f"form-{i}.xlsx" for i in range(5)), "late.xlsx"]
+    assert dict(recorder.calls)["late.xlsx"] == b"x" * 5000
+    assert elapsed < 5
+    assert sorted(p.name for p in inbox.iterdir()) == ["desktop.ini"]
+
+
+def test_drain_gives_up_after_timeout(
+    inbox: Path, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    (inbox / ".~lock.form.xlsx#").write_bytes(b"owner")
+    (inbox / "form.xlsx").write_bytes(b"open in LibreOffice")
+    (inbox / "other.xlsx").write_bytes(b"other")
+    started = time.monotonic()
+    make(inbox, recorder).drain(timeout=0.6)
+    assert 0.6 <= time.monotonic() - started < 2.0
+    assert recorder.names == ["other.xlsx"]
+    assert "form.xlsx" in caplog.text
+    assert any(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_falls_back_to_polling_when_inotify_is_unavailable(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exhausted() -> BaseObserver:
+        raise OSError(24, "inotify instance limit reached")
+
+    monkeypatch.setattr(watcher_mod, "Observer", exhausted)
+    started = observers_started(monkeypatch)
+    watcher = make(inbox, recorder)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)
+        (inbox / "form.xlsx").write_bytes(b"form")
+        assert wait_until(lambda: recorder.count() >= 1)
+    assert isinstance(started[0], PollingObserver)
