@@ -9,14 +9,23 @@ from refundflow.config import Config
 @pytest.mark.parametrize(
     ("start", "days", "due"),
     [
-        pytest.param(dt.datetime(2026, 11, 23, 9, 30), 3, dt.datetime(2026, 11, 26, 9, 30),
-                     id="plain-week"),
-        pytest.param(dt.datetime(2026, 11, 27, 16, 0), 3, dt.datetime(2026, 12, 2, 16, 0),
-                     id="over-a-weekend"),
-        pytest.param(dt.datetime(2026, 9, 30, 10, 0), 1, dt.datetime(2026, 10, 8, 10, 0),
-                     id="over-national-day"),
+        pytest.param(
+            dt.datetime(2026, 11, 23, 9, 30), 3, dt.datetime(2026, 11, 26, 9, 30), id="plain-week"
+        ),
+        pytest.param(
+            dt.datetime(2026, 11, 27, 16, 0),
+            3,
+            dt.datetime(2026, 12, 2, 16, 0),
+            id="over-a-weekend",
+        ),
+        pytest.param(
+            dt.datetime(2026, 9, 30, 10, 0),
+            1,
+            dt.datetime(2026, 10, 8, 10, 0),
+            id="over-national-day",
+        ),
     ],
-)  # fmt: skip
+)
 def test_add_working_days(start: dt.datetime, days: int, due: dt.datetime) -> None:
     assert WorkCalendar(Config()).add_working_days(start, days) == due
 

@@ -35,19 +35,20 @@ def test_roster_and_threshold_are_read(tmp_path: Path) -> None:
     [
         pytest.param("[limits]\nfill_minutes = -1\n", "limits.fill_minutes", id="negative-limit"),
         pytest.param("[limits]\nfill_minute = 10\n", "limits.fill_minute", id="unknown-limit"),
-        pytest.param("[roster]\nboss = [\"x\"]\n", "roster.boss", id="unknown-role"),
-        pytest.param("[roster]\ntech = \"王五\"\n", "roster.tech", id="roster-not-a-list"),
+        pytest.param('[roster]\nboss = ["x"]\n', "roster.boss", id="unknown-role"),
+        pytest.param('[roster]\ntech = "王五"\n', "roster.tech", id="roster-not-a-list"),
         pytest.param("banks = []\n", "banks", id="empty-banks"),
-        pytest.param("president_threshold = \"lots\"\n", "president_threshold", id="bad-threshold"),
-        pytest.param("[shifts]\n\"白班\" = \"8-17\"\n", "shifts.白班", id="bad-shift"),
-        pytest.param("[calendar]\nholidays = [\"soon\"]\n", "calendar.holidays", id="bad-date"),
-        pytest.param("[folders]\ntech = \"cs\"\n", "folders", id="folders-collide"),
+        pytest.param('president_threshold = "lots"\n', "president_threshold", id="bad-threshold"),
+        pytest.param('[shifts]\n"白班" = "8-17"\n', "shifts.白班", id="bad-shift"),
+        pytest.param('[calendar]\nholidays = ["soon"]\n', "calendar.holidays", id="bad-date"),
+        pytest.param('[folders]\ntech = "cs"\n', "folders", id="folders-collide"),
         pytest.param("colour = 1\n", "colour", id="unknown-key"),
         pytest.param("[limits\n", "refundflow.toml", id="not-toml"),
     ],
 )
-def test_bad_configuration_is_refused_naming_file_and_key(tmp_path: Path, text: str,
-                                                          key: str) -> None:  # fmt: skip
+def test_bad_configuration_is_refused_naming_file_and_key(
+    tmp_path: Path, text: str, key: str
+) -> None:
     (tmp_path / "refundflow.toml").write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)

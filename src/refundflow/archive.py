@@ -65,6 +65,20 @@ def place_new(dest: Path, data: bytes, *, durable: bool = True) -> Path:
             tmp.unlink()
 
 
+def remove_partial_writes(folder: Path) -> int:
+    """Delete temp files a killed process left behind in ``folder`` (see :func:`place_new`).
+
+    Safe only under the workspace lock: then no live process is writing one. Their content
+    is still in the archive or the inbox, so nothing is lost.
+    """
+    removed = 0
+    for path in folder.glob(".*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
 def place_exact(dest: Path, data: bytes) -> bool:
     """Put ``data`` exactly at ``dest`` unless it is already there with the same bytes.
 
@@ -82,7 +96,9 @@ def place_exact(dest: Path, data: bytes) -> bool:
 def archive_path(sheets: Path, kind: str, at: dt.datetime, sha: str, name: str) -> Path:
     """refundsheets/archive/<kind>/<YYYY-MM>/<timestamp>_<sha12>_<name>"""
     stamp = at.strftime("%Y%m%dT%H%M%S")
-    return sheets / "archive" / kind / at.strftime("%Y-%m") / f"{stamp}_{sha[:12]}_{safe_name(name)}"
+    return (
+        sheets / "archive" / kind / at.strftime("%Y-%m") / f"{stamp}_{sha[:12]}_{safe_name(name)}"
+    )
 
 
 def parse_archive_name(path: Path) -> tuple[dt.datetime, str, str] | None:

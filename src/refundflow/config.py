@@ -17,7 +17,15 @@ from .errors import ConfigError
 
 CONFIG_FILE = "refundflow.toml"
 
-ROLE_KEYS: tuple[str, ...] = ("cs", "tech", "cashier", "accountant", "director", "president", "admin")
+ROLE_KEYS: tuple[str, ...] = (
+    "cs",
+    "tech",
+    "cashier",
+    "accountant",
+    "director",
+    "president",
+    "admin",
+)
 ROLE_NAMES: dict[str, str] = {
     "cs": "客服部",
     "tech": "技术部",
@@ -30,12 +38,35 @@ ROLE_NAMES: dict[str, str] = {
 REJECTED_FOLDER = "rejected"
 
 DEFAULT_BANKS: tuple[str, ...] = (
-    "中国工商银行", "中国农业银行", "中国银行", "中国建设银行", "交通银行", "中国邮政储蓄银行",
-    "招商银行", "中信银行", "中国光大银行", "华夏银行", "中国民生银行", "广发银行", "平安银行",
-    "兴业银行", "上海浦东发展银行", "浙商银行", "渤海银行", "恒丰银行", "北京银行", "上海银行",
-    "江苏银行", "宁波银行", "南京银行", "杭州银行", "北京农商银行", "上海农商银行", "支付宝",
+    "中国工商银行",
+    "中国农业银行",
+    "中国银行",
+    "中国建设银行",
+    "交通银行",
+    "中国邮政储蓄银行",
+    "招商银行",
+    "中信银行",
+    "中国光大银行",
+    "华夏银行",
+    "中国民生银行",
+    "广发银行",
+    "平安银行",
+    "兴业银行",
+    "上海浦东发展银行",
+    "浙商银行",
+    "渤海银行",
+    "恒丰银行",
+    "北京银行",
+    "上海银行",
+    "江苏银行",
+    "宁波银行",
+    "南京银行",
+    "杭州银行",
+    "北京农商银行",
+    "上海农商银行",
+    "支付宝",
     "微信支付",
-)  # fmt: skip
+)
 DEFAULT_FAULTS: tuple[str, ...] = (
     "扣款成功但未收到订单号及出票验证码",
     "订单冲突",
@@ -102,7 +133,9 @@ def load_config(root: Path) -> Config:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"配置文件 {path} 格式错误:{exc}", hint="请按 TOML 格式修改后重试") from exc
+        raise ConfigError(
+            f"配置文件 {path} 格式错误:{exc}", hint="请按 TOML 格式修改后重试"
+        ) from exc
     return parse_config(data, path=path)
 
 
@@ -110,9 +143,19 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
     """Turn a TOML table into a :class:`Config`, refusing anything wrong."""
     where = str(path) if path else CONFIG_FILE
     known = {
-        "roster", "folders", "banks", "faults", "limits", "shifts", "president_threshold",
-        "form_no_prefix", "calendar", "watch", "ledger", "parse",
-    }  # fmt: skip
+        "roster",
+        "folders",
+        "banks",
+        "faults",
+        "limits",
+        "shifts",
+        "president_threshold",
+        "form_no_prefix",
+        "calendar",
+        "watch",
+        "ledger",
+        "parse",
+    }
 
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"配置文件 {where} 中 {key} {problem}", hint="请修改该项后重新启动")
@@ -133,7 +176,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
             or not value
             or not all(isinstance(v, str) and v.strip() for v in value)
         ):
-            raise fail(key, "应为非空文字的列表,例如 [\"张三\", \"李四\"]")
+            raise fail(key, '应为非空文字的列表,例如 ["张三", "李四"]')
         return tuple(v.strip() for v in value)
 
     def number(key: str, value: Any, *, minimum: float = 0) -> float:
@@ -167,7 +210,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
     for role, name in table("folders").items():
         if role not in ROLE_KEYS:
             raise fail(f"folders.{role}", f"不是已知的角色(可用:{', '.join(ROLE_KEYS)})")
-        if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\:*?\"<>|"):
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in '/\\:*?"<>|'):
             raise fail(f"folders.{role}", "应为一个合法的文件夹名称")
         folders[role] = name.strip()
     if len(set(folders.values())) != len(folders) or "rejected" in folders.values():
@@ -179,8 +222,13 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         kwargs["faults"] = str_list("faults", data["faults"])
     limits = table("limits")
     limit_kwargs = {}
-    for key in ("fill_minutes", "forward_minutes", "finance_hours", "refund_hours",
-                "refund_working_days"):  # fmt: skip
+    for key in (
+        "fill_minutes",
+        "forward_minutes",
+        "finance_hours",
+        "refund_hours",
+        "refund_working_days",
+    ):
         if key in limits:
             value = limits[key]
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -196,10 +244,11 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         for name, span in shifts.items():
             try:
                 start_s, end_s = (s.strip() for s in str(span).split("-"))
-                parsed.append(Shift(name, dt.time.fromisoformat(start_s),
-                                    dt.time.fromisoformat(end_s)))  # fmt: skip
+                parsed.append(
+                    Shift(name, dt.time.fromisoformat(start_s), dt.time.fromisoformat(end_s))
+                )
             except ValueError:
-                raise fail(f"shifts.{name}", f"应写成 \"08:00-17:00\",现在是 {span!r}") from None
+                raise fail(f"shifts.{name}", f'应写成 "08:00-17:00",现在是 {span!r}') from None
         kwargs["shifts"] = tuple(parsed)
     if "president_threshold" in data:
         raw = data["president_threshold"]
@@ -213,7 +262,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
     if "form_no_prefix" in data:
         prefix = data["form_no_prefix"]
         if not isinstance(prefix, str) or not prefix.isalnum() or not prefix.isascii():
-            raise fail("form_no_prefix", "应为字母或数字组成的前缀,例如 \"TKD\"")
+            raise fail("form_no_prefix", '应为字母或数字组成的前缀,例如 "TKD"')
         kwargs["form_no_prefix"] = prefix
     calendar = table("calendar")
     if "workdays" in calendar:
@@ -222,8 +271,9 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         kwargs["holidays"] = dates("calendar.holidays", calendar["holidays"])
     watch = table("watch")
     if "stable_seconds" in watch:
-        kwargs["stable_seconds"] = number("watch.stable_seconds", watch["stable_seconds"],
-                                          minimum=-1)  # fmt: skip
+        kwargs["stable_seconds"] = number(
+            "watch.stable_seconds", watch["stable_seconds"], minimum=-1
+        )
     if "rescan_seconds" in watch:
         kwargs["rescan_seconds"] = number("watch.rescan_seconds", watch["rescan_seconds"])
     if "ledger" in data:

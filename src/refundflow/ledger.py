@@ -284,10 +284,22 @@ class Ledger:
                 "INSERT INTO events (at, form_no, kind, from_step, to_step, from_role, to_role,"
                 " actor, stamp, file_name, file_sha, out_sha, detail)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (iso(event.at), event.form_no, event.kind, event.from_step, event.to_step,
-                 event.from_role, event.to_role, event.actor, event.stamp, event.file_name,
-                 event.file_sha, event.out_sha, event.detail),
-            )  # fmt: skip
+                (
+                    iso(event.at),
+                    event.form_no,
+                    event.kind,
+                    event.from_step,
+                    event.to_step,
+                    event.from_role,
+                    event.to_role,
+                    event.actor,
+                    event.stamp,
+                    event.file_name,
+                    event.file_sha,
+                    event.out_sha,
+                    event.detail,
+                ),
+            )
             event_id = int(cur.lastrowid or 0)
             name, size, mtime_ns, archive = receipt
             cur = db.execute(
@@ -318,18 +330,35 @@ class Ledger:
             db.execute(
                 "UPDATE forms SET step=?, waiting_on=?, step_since=?, snapshot=?, closed_at=?,"
                 " transitions = transitions + 1, last_sent_sha=? WHERE form_no=?",
-                (update.step, update.waiting_on, iso(event.at), snapshot, closed_at,
-                 event.out_sha, update.form_no),
-            )  # fmt: skip
+                (
+                    update.step,
+                    update.waiting_on,
+                    iso(event.at),
+                    snapshot,
+                    closed_at,
+                    event.out_sha,
+                    update.form_no,
+                ),
+            )
         else:
             db.execute(
                 "INSERT INTO forms (form_no, order_no, step, waiting_on, step_since, reported_at,"
                 " amount, created_at, closed_at, transitions, last_sent_sha, snapshot)"
                 " VALUES (?,?,?,?,?,?,?,?,?,1,?,?)",
-                (update.form_no, update.order_no, update.step, update.waiting_on, iso(event.at),
-                 iso(update.reported_at), update.amount, iso(event.at), closed_at, event.out_sha,
-                 snapshot),
-            )  # fmt: skip
+                (
+                    update.form_no,
+                    update.order_no,
+                    update.step,
+                    update.waiting_on,
+                    iso(event.at),
+                    iso(update.reported_at),
+                    update.amount,
+                    iso(event.at),
+                    closed_at,
+                    event.out_sha,
+                    snapshot,
+                ),
+            )
 
     def mark_delivered(self, delivery_id: int) -> None:
         self._db.execute("UPDATE deliveries SET done = 1 WHERE id = ?", (delivery_id,))
@@ -357,16 +386,32 @@ def _form_row(r: sqlite3.Row) -> FormRow:
 
 def _event_row(r: sqlite3.Row) -> EventRow:
     return EventRow(
-        id=r["id"], at=dt.datetime.fromisoformat(r["at"]), form_no=r["form_no"], kind=r["kind"],
-        from_step=r["from_step"], to_step=r["to_step"], from_role=r["from_role"],
-        to_role=r["to_role"], actor=r["actor"], stamp=r["stamp"], file_name=r["file_name"],
-        file_sha=r["file_sha"], out_sha=r["out_sha"], detail=r["detail"],
-    )  # fmt: skip
+        id=r["id"],
+        at=dt.datetime.fromisoformat(r["at"]),
+        form_no=r["form_no"],
+        kind=r["kind"],
+        from_step=r["from_step"],
+        to_step=r["to_step"],
+        from_role=r["from_role"],
+        to_role=r["to_role"],
+        actor=r["actor"],
+        stamp=r["stamp"],
+        file_name=r["file_name"],
+        file_sha=r["file_sha"],
+        out_sha=r["out_sha"],
+        detail=r["detail"],
+    )
 
 
 def _receipt(r: sqlite3.Row) -> Receipt:
     return Receipt(
-        id=r["id"], sha=r["sha"], name=r["name"], size=r["size"], mtime_ns=r["mtime_ns"],
-        received_at=dt.datetime.fromisoformat(r["received_at"]), archive=r["archive"],
-        event_id=r["event_id"], state=r["state"],
-    )  # fmt: skip
+        id=r["id"],
+        sha=r["sha"],
+        name=r["name"],
+        size=r["size"],
+        mtime_ns=r["mtime_ns"],
+        received_at=dt.datetime.fromisoformat(r["received_at"]),
+        archive=r["archive"],
+        event_id=r["event_id"],
+        state=r["state"],
+    )

@@ -89,8 +89,9 @@ class Transition:
     signed_block: str | None  # the block whose signer is the actor
 
 
-def next_step(step: Step, approvals: dict[str, str | None], amount: Decimal | None,
-              config: Config) -> Transition:  # fmt: skip
+def next_step(
+    step: Step, approvals: dict[str, str | None], amount: Decimal | None, config: Config
+) -> Transition:
     """Where a form goes once the block due at ``step`` is validly filled."""
 
     def approved(role: str) -> bool:
@@ -113,8 +114,10 @@ def next_step(step: Step, approvals: dict[str, str | None], amount: Decimal | No
                 return Transition(Step.AT_ACCOUNTANT, "accountant", None, role)
             if step is Step.AT_ACCOUNTANT:
                 return Transition(Step.AT_DIRECTOR, "director", None, role)
-            if step is Step.AT_DIRECTOR and amount is not None and (
-                amount >= config.president_threshold
+            if (
+                step is Step.AT_DIRECTOR
+                and amount is not None
+                and (amount >= config.president_threshold)
             ):
                 return Transition(Step.AT_PRESIDENT, "president", None, role)
             return Transition(Step.REFUNDED, "cs", STAMP_FINANCE_FEEDBACK, role)
@@ -169,8 +172,9 @@ def step_deadline(
     return Deadline(None, "")
 
 
-def fill_was_late(reported_at: dt.datetime | None, accepted_at: dt.datetime,
-                  config: Config) -> bool:  # fmt: skip
+def fill_was_late(
+    reported_at: dt.datetime | None, accepted_at: dt.datetime, config: Config
+) -> bool:
     """The 10-minute limit for filling the form, judged when it reaches the watcher."""
     if reported_at is None:
         return False

@@ -310,17 +310,23 @@ class InboxWatcher:
 
     # ------------------------------------------------------------------ loops
 
-    def drain(self, *, timeout: float) -> None:
+    def drain(self, *, timeout: float, give_up_on_failure: bool = False) -> None:
         """One-shot mode: handle everything in the inbox, waiting for files to settle.
 
         Returns when no candidate file is left (each one handled and moved away, or junk), or
-        after ``timeout`` seconds, logging the files still waiting.
+        after ``timeout`` seconds, logging the files still waiting. With
+        ``give_up_on_failure``, a file that was handed over and stayed in the inbox (the
+        handler failed or left it) is not retried in this run: a scheduled task reports it
+        and the next run tries again.
         """
         deadline = time.monotonic() + timeout
         while True:
             self._wake.clear()
             self._process_ready(None)
-            if not self._seen:
+            waiting = {
+                n for n, seen in self._seen.items() if not give_up_on_failure or not seen.failures
+            }
+            if not waiting:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -113,7 +113,9 @@ class WorkspaceLock:
                 hint="同一工作区同时只能运行一个 watch 或 process;请等它结束或先停止它",
             ) from None
         started = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        holder = f"refundflow {self._command} (pid {os.getpid()}, {socket.gethostname()}, {started})"
+        holder = (
+            f"refundflow {self._command} (pid {os.getpid()}, {socket.gethostname()}, {started})"
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
         self._fd = fd
@@ -130,6 +132,9 @@ class WorkspaceLock:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.release()

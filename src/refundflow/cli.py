@@ -1,0 +1,401 @@
+"""The ``refundflow`` command: a thin layer over the library.
+
+Library errors become a message with a fix hint and exit status 1; each command's docstring
+is its --help.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import ROLE_NAMES, load_config
+from .errors import RefundflowError
+from .ledger import Ledger, iso
+from .processor import Outcome, Processor, Result
+from .routing import STEP_NAMES, Step
+from .sandbox import ParserPool
+from .status import form_status, open_forms
+from .templates import write_templates
+from .watcher import InboxWatcher
+from .workspace import Workspace, WorkspaceLock, init_workspace
+
+log = logging.getLogger("refundflow")
+
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="工作区文件夹 (workspace folder)",
+)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except RefundflowError as exc:
+        message = f"错误:{exc.message}"
+        if exc.hint:
+            message += f"\n处理办法:{exc.hint}"
+        raise click.ClickException(message) from exc
+
+
+def _parse_now(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.strptime(value.strip(), "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise click.BadParameter('格式应为 "YYYY-MM-DD HH:MM",例如 "2026-11-23 14:05"') from None
+
+
+@click.group()
+@click.version_option(package_name="refundflow")
+@click.option(
+    "--now",
+    callback=_parse_now,
+    metavar='"YYYY-MM-DD HH:MM"',
+    help="按这个时刻处理,而不是当前时钟 (act as of this moment)",
+)
+@click.option("-v", "--verbose", is_flag=True, help="输出详细日志 (debug logging)")
+@click.pass_context
+def cli(ctx: click.Context, now: dt.datetime | None, verbose: bool) -> None:
+    """refundflow: 客户退款流程 — Excel 表单的收件、校验、流转与统计。
+
+    The customer-refund procedure on Excel files in a shared folder.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = {"clock": _clock(now)}
+
+
+def _clock(start: dt.datetime | None) -> Callable[[], dt.datetime]:
+    if start is None:
+        return lambda: dt.datetime.now().replace(microsecond=0)
+    began = time.monotonic()
+    # --now sets the moment the command starts; time then runs on from there.
+    return lambda: start + dt.timedelta(seconds=int(time.monotonic() - began))
+
+
+def _workspace(root: Path, *, check: bool = True) -> Workspace:
+    root = root.resolve()
+    workspace = Workspace(root, load_config(root))
+    if check:
+        workspace.check()
+    return workspace
+
+
+@cli.command()
+@root_option
+def init(root: Path) -> None:
+    """创建工作区 (create the workspace folders and refundflow.toml).
+
+    Idempotent: never overwrites a file that exists; says what it created.
+    """
+    with _errors():
+        root.mkdir(parents=True, exist_ok=True)
+        workspace = _workspace(root, check=False)
+        created = init_workspace(workspace)
+    for path in created:
+        click.echo(f"已创建 {path.relative_to(workspace.root)}")
+    if not created:
+        click.echo(f"工作区 {workspace.root} 已完整,无需创建")
+
+
+@cli.command()
+@root_option
+def templates(root: Path) -> None:
+    """生成四张 Excel 模板到 templates/ (退款申请表, 值班交接单, 两张退单统计表)."""
+    with _errors():
+        workspace = _workspace(root, check=False)
+        workspace.templates.mkdir(parents=True, exist_ok=True)
+        written = write_templates(workspace.templates, workspace.config)
+    for path in written:
+        click.echo(f"已生成 {path.relative_to(workspace.root)}")
+
+
+def _report(result: Result) -> None:
+    marks = {
+        Outcome.ROUTED: "已流转",
+        Outcome.CLOSED: "已归档",
+        Outcome.RETURNED: "已退回",
+        Outcome.REJECTED: "已拒收",
+        Outcome.DUPLICATE: "重复件",
+        Outcome.RECOVERED: "已恢复",
+    }
+    click.echo(f"[{marks[result.outcome]}] {result.file_name}: {result.message}")
+
+
+@contextmanager
+def _processor(
+    workspace: Workspace, clock: Callable[[], dt.datetime], command: str
+) -> Iterator[Processor]:
+    config = workspace.config
+    with (
+        WorkspaceLock(workspace, command=command),
+        ParserPool(memory_mb=config.parse_memory_mb, timeout=config.parse_timeout_seconds) as pool,
+    ):
+        processor = Processor(workspace, clock=clock, pool=pool)
+        try:
+            for result in processor.recover():
+                _report(result)
+            yield processor
+        finally:
+            processor.close()
+
+
+def _handler(processor: Processor, failures: list[str]) -> Callable[[Path], None]:
+    def handle(path: Path) -> None:
+        try:
+            _report(processor.process_file(path))
+        except Exception:
+            failures.append(path.name)
+            raise  # the watcher logs it and retries the file later; the file stays in inbox
+
+    return handle
+
+
+@cli.command()
+@root_option
+@click.pass_obj
+def process(obj: dict[str, Any], root: Path) -> None:
+    """处理 inbox/ 中现有的文件一次后退出 (one pass over inbox/, for a scheduled task).
+
+    Exit status 0 when every file was either accepted or returned with reasons; non-zero
+    only when the tool itself failed.
+    """
+    with _errors():
+        workspace = _workspace(root)
+        failures: list[str] = []
+        with _processor(workspace, obj["clock"], "process") as processor:
+            watcher = InboxWatcher(
+                workspace.inbox,
+                _handler(processor, failures),
+                stable_seconds=workspace.config.stable_seconds,
+                rescan_seconds=workspace.config.rescan_seconds,
+            )
+            watcher.drain(
+                timeout=max(60.0, workspace.config.stable_seconds * 10), give_up_on_failure=True
+            )
+            waiting = [name for name in watcher.pending() if name not in failures]
+    if waiting:
+        click.echo(f"仍在 inbox/ 中等待(文件未保存完或被占用,下次再处理):{'、'.join(waiting)}")
+    if failures:
+        raise click.ClickException(
+            f"{len(set(failures))} 个文件处理失败,仍留在 inbox/ 中:"
+            + "、".join(sorted(set(failures)))
+        )
+
+
+@cli.command()
+@root_option
+@click.option(
+    "--polling",
+    type=float,
+    metavar="SECONDS",
+    help="用轮询代替文件系统事件 (poll every SECONDS; for network shares)",
+)
+@click.pass_obj
+def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
+    """持续监视 inbox/,处理放入的每个文件 (run until Ctrl-C / SIGTERM).
+
+    Processes what is already in inbox/ at start; native events on local disks, polling on
+    network shares (detected, or forced by --polling), and a periodic full rescan.
+    """
+    with _errors():
+        workspace = _workspace(root)
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            with _processor(workspace, obj["clock"], "watch") as processor:
+                watcher = InboxWatcher(
+                    workspace.inbox,
+                    _handler(processor, []),
+                    stable_seconds=workspace.config.stable_seconds,
+                    rescan_seconds=workspace.config.rescan_seconds,
+                    polling=polling,
+                )
+                click.echo(f"正在监视 {workspace.inbox}(按 Ctrl-C 停止)")
+                try:
+                    watcher.run(stop)
+                except KeyboardInterrupt:
+                    stop.set()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    click.echo("已停止监视")
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell + " " * (w - _width(cell)) for cell, w in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def _fmt(moment: dt.datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+@cli.command()
+@root_option
+@click.argument("form_no", required=False)
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON (machine-readable)")
+@click.pass_obj
+def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) -> None:
+    """查看未办结的退款单 (every open form: step, who it waits on, deadline, late or not).
+
+    With FORM_NO: that form's whole history.
+    """
+    with _errors():
+        workspace = _workspace(root)
+        now = obj["clock"]()
+        ledger = Ledger(workspace.ledger_path)
+        try:
+            if form_no:
+                _show_form(ledger, workspace, form_no, now=now, as_json=as_json)
+                return
+            forms = open_forms(ledger, now=now, config=workspace.config)
+        finally:
+            ledger.close()
+    if as_json:
+        click.echo(json.dumps([f.to_json() for f in forms], ensure_ascii=False, indent=2))
+        return
+    if not forms:
+        click.echo("没有未办结的退款单")
+        return
+    rows = [["编号", "订单号", "金额", "环节", "等待", "自", "期限", "状态"]]
+    for f in forms:
+        rows.append(
+            [
+                f.form_no,
+                f.order_no,
+                f.amount or "",
+                f.step_name,
+                f.waiting_on_name,
+                _fmt(f.since),
+                _fmt(f.deadline),
+                "逾期" if f.late else "正常",
+            ]
+        )
+    for line in _table(rows):
+        click.echo(line)
+    late = sum(f.late for f in forms)
+    click.echo(f"共 {len(forms)} 张未办结,其中逾期 {late} 张")
+
+
+def _show_form(
+    ledger: Ledger, workspace: Workspace, form_no: str, *, now: dt.datetime, as_json: bool
+) -> None:
+    from .calendar import WorkCalendar
+
+    row = ledger.form(form_no)
+    if row is None:
+        raise RefundflowError(
+            f"没有编号为 {form_no} 的退款单", hint="用 refundflow status 查看所有编号"
+        )
+    events = ledger.events(form_no)
+    state = form_status(
+        row, events, now=now, config=workspace.config, calendar=WorkCalendar(workspace.config)
+    )
+    if as_json:
+        payload = state.to_json()
+        payload["closed_at"] = iso(row.closed_at)
+        payload["history"] = [
+            {
+                "at": iso(e.at),
+                "kind": e.kind,
+                "from_step": e.from_step,
+                "to_step": e.to_step,
+                "to_role": e.to_role,
+                "actor": e.actor,
+                "stamp": e.stamp,
+                "file": e.file_name,
+                "detail": e.detail,
+            }
+            for e in events
+        ]
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"编号 {row.form_no}  订单号 {row.order_no}  金额 {row.amount or '-'}")
+    if row.closed_at:
+        click.echo(f"已办结:{_fmt(row.closed_at)}")
+    else:
+        late = "  逾期" if state.late else ""
+        click.echo(
+            f"当前:{state.step_name},等待{state.waiting_on_name},"
+            f"期限 {_fmt(state.deadline)}({state.rule}){late}"
+        )
+    rows = [["时间", "结果", "环节", "去向", "经办人", "文件", "说明"]]
+    kinds = {"accepted": "通过", "returned": "退回", "rejected": "拒收", "duplicate": "重复"}
+    for e in events:
+        rows.append(
+            [
+                _fmt(e.at),
+                kinds.get(e.kind, e.kind),
+                STEP_NAMES[Step(e.to_step)] if e.to_step else "",
+                ROLE_NAMES.get(e.to_role or "", "归档" if e.kind == "accepted" else ""),
+                e.actor or "",
+                e.file_name,
+                (e.detail or "").replace("\n", ";"),
+            ]
+        )
+    for line in _table(rows):
+        click.echo(line)
+
+
+@cli.command()
+@root_option
+@click.pass_obj
+def rebuild(obj: dict[str, Any], root: Path) -> None:
+    """从存档重建账本 (rebuild the ledger by replaying the archive of received files).
+
+    The current ledger is kept beside it as a backup. Nothing is delivered again.
+    """
+    from .rebuild import rebuild_ledger
+
+    with _errors():
+        workspace = _workspace(root)
+        config = workspace.config
+        with (
+            WorkspaceLock(workspace, command="rebuild"),
+            ParserPool(
+                memory_mb=config.parse_memory_mb, timeout=config.parse_timeout_seconds
+            ) as pool,
+        ):
+            backup, count = rebuild_ledger(workspace, pool=pool)
+    if backup:
+        click.echo(f"原账本已备份为 {backup.name}")
+    click.echo(f"已从存档重放 {count} 个文件,账本已重建")
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    cli(prog_name="refundflow")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli())

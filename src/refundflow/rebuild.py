@@ -1,0 +1,61 @@
+"""``refundflow rebuild``: the ledger is an index; the archive of received files is the truth.
+
+Replaying every archived received file, in the order and at the moment it arrived, through
+the same decisions gives back the same forms, steps, numbers and events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sqlite3
+from pathlib import Path
+
+from .archive import RECEIVED, parse_archive_name
+from .processor import Processor
+from .sandbox import ParserPool
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def archived_receipts(sheets: Path) -> list[tuple[dt.datetime, str, Path]]:
+    """Every archived received file as (time received, original name, path), oldest first."""
+    found = []
+    for path in (sheets / "archive" / RECEIVED).glob("*/*"):
+        parsed = parse_archive_name(path)
+        if parsed is None or path.name.startswith("."):
+            continue
+        at, _sha12, name = parsed
+        # Same-second arrivals keep their order through the archive files' write times.
+        found.append((at, path.stat().st_mtime_ns, name, path))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [(at, name, path) for at, _ns, name, path in found]
+
+
+def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | None, int]:
+    """Replace the ledger by one rebuilt from the archive; keep the old one as a backup."""
+    ledger_path = workspace.ledger_path
+    backup: Path | None = None
+    if ledger_path.exists():
+        stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+        backup = ledger_path.with_name(f"{ledger_path.name}.{stamp}.bak")
+        old = sqlite3.connect(ledger_path)
+        try:
+            old.execute("VACUUM INTO ?", (str(backup),))  # includes what is still in the WAL
+        finally:
+            old.close()
+        for suffix in ("", "-wal", "-shm"):
+            ledger_path.with_name(ledger_path.name + suffix).unlink(missing_ok=True)
+    moment = [dt.datetime.min]
+    processor = Processor(workspace, clock=lambda: moment[0], pool=pool, deliver=False)
+    count = 0
+    try:
+        for at, name, path in archived_receipts(workspace.sheets):
+            moment[0] = at
+            processor.replay(path, at, name)
+            count += 1
+    finally:
+        processor.close()
+    log.info("rebuilt %s from %d archived files", ledger_path, count)
+    return backup, count

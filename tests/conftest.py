@@ -1,0 +1,111 @@
+"""Shared fixtures: a fresh workspace, a filled refund form, and a CLI runner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from refundflow.cli import cli
+
+from formfill import fill_form
+
+REPO = Path(__file__).resolve().parents[1]
+REFUND_TEMPLATE = REPO / "templates" / "退款申请表.xlsx"
+CORPUS = REPO.parent / "shared" / "corpus" / "wild-spreadsheets"
+
+NEW_FORM: dict[str, object] = {
+    "reported_at": dt.datetime(2026, 11, 23, 9, 0),
+    "fault": "订单冲突",
+    "mobile": "13800138000",
+    "purchase_time": dt.datetime(2026, 11, 22, 20, 15),
+    "bank": "招商银行",
+    "order_no": "TK20261122001",
+    "amount": 268.5,
+    "customer_request": "要求全额退款",
+    "submitter": "张三",
+    "submitted_at": dt.datetime(2026, 11, 23, 9, 5),
+    "handling_dept": "技术部",
+    "cs_opinion": "客户扣款成功但订单冲突,申请退款",
+    "cs_by": "李四",
+    "cs_date": dt.datetime(2026, 11, 23, 9, 6),
+    "cs_approval": "同意",
+}
+
+
+def block(
+    role: str, person: str, at: dt.datetime, *, approval: str = "同意", opinion: str = "核实无误"
+) -> dict[str, object]:
+    return {
+        f"{role}_opinion": opinion,
+        f"{role}_by": person,
+        f"{role}_date": at,
+        f"{role}_approval": approval,
+    }
+
+
+def make_form(values: Mapping[str, object] | None = None, **overrides: object) -> bytes:
+    """A new refund form filled through the defined names, as staff would in Excel."""
+    merged = dict(NEW_FORM if values is None else values)
+    merged.update(overrides)
+    return fill_form(REFUND_TEMPLATE, merged)
+
+
+def edit_form(data: bytes, values: Mapping[str, object]) -> bytes:
+    """What a person does to a routed copy: open it, fill their block, save."""
+    return fill_form(data, values)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An initialised workspace whose files count as stable at once."""
+    workspace = tmp_path / "ws"
+    result = CliRunner().invoke(cli, ["init", "--root", str(workspace)])
+    assert result.exit_code == 0, result.output
+    config = workspace / "refundflow.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("# stable_seconds = 2", "stable_seconds = 0"),
+        encoding="utf-8",
+    )
+    return workspace
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def run(root: Path) -> Invoke:
+    """Run a refundflow command on the workspace as of --now (default 2026-11-23 09:10)."""
+
+    def invoke(*args: str, now: str = "2026-11-23 09:10") -> Result:
+        command, *rest = args
+        return CliRunner().invoke(cli, ["--now", now, command, "--root", str(root), *rest])
+
+    return invoke
+
+
+def drop(root: Path, name: str, data: bytes) -> Path:
+    path = root / "inbox" / name
+    path.write_bytes(data)
+    return path
+
+
+def take(root: Path, role: str, name: str) -> bytes:
+    """A person takes the file out of their outbox folder."""
+    path = root / "outbox" / role / name
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def amount(value: str) -> Decimal:
+    return Decimal(value)
+
+
+def soffice_missing() -> bool:
+    return shutil.which("soffice") is None
