@@ -223,24 +223,33 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
     with _errors():
         workspace = _workspace(root)
         stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            with _processor(workspace, obj["clock"], "watch") as processor:
-                watcher = InboxWatcher(
-                    workspace.inbox,
-                    _handler(processor, []),
-                    stable_seconds=workspace.config.stable_seconds,
-                    rescan_seconds=workspace.config.rescan_seconds,
-                    polling=polling,
-                )
-                click.echo(f"正在监视 {workspace.inbox}(按 Ctrl-C 停止)")
-                try:
-                    watcher.run(stop)
-                except KeyboardInterrupt:
-                    stop.set()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        with _stop_on_sigterm(stop), _processor(workspace, obj["clock"], "watch") as processor:
+            watcher = InboxWatcher(
+                workspace.inbox,
+                _handler(processor, []),
+                stable_seconds=workspace.config.stable_seconds,
+                rescan_seconds=workspace.config.rescan_seconds,
+                polling=polling,
+            )
+            click.echo(f"正在监视 {workspace.inbox}(按 Ctrl-C 停止)")
+            try:
+                watcher.run(stop)
+            except KeyboardInterrupt:
+                stop.set()
     click.echo("已停止监视")
+
+
+@contextmanager
+def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM ends the watch loop cleanly (signals can only be set from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _width(text: str) -> int:

@@ -1,0 +1,131 @@
+"""The command line as staff and schedulers use it: exact output, clear errors."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from refundflow.cli import cli
+
+from conftest import REPO, Invoke, drop, make_form
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def test_init_creates_the_workspace_and_says_what(tmp_path: Path) -> None:
+    root = tmp_path / "share"
+    code, output = invoke("init", "--root", str(root))
+    assert code == 0
+    assert output.splitlines() == [
+        "已创建 inbox",
+        *(f"已创建 outbox/{role}" for role in
+          ("cs", "tech", "cashier", "accountant", "director", "president", "admin", "rejected")),
+        "已创建 refundsheets",
+        "已创建 templates",
+        "已创建 refundflow.toml",
+    ]  # fmt: skip
+
+
+def test_init_is_idempotent_and_keeps_a_changed_configuration(tmp_path: Path) -> None:
+    invoke("init", "--root", str(tmp_path))
+    config = tmp_path / "refundflow.toml"
+    config.write_text("president_threshold = 5000\n", encoding="utf-8")
+    code, output = invoke("init", "--root", str(tmp_path))
+    assert (code, output) == (0, f"工作区 {tmp_path.resolve()} 已完整,无需创建\n")
+    assert config.read_text(encoding="utf-8") == "president_threshold = 5000\n"
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {n: zf.read(n) for n in zf.namelist() if n != "docProps/core.xml"}
+
+
+def test_templates_command_writes_what_is_committed(tmp_path: Path) -> None:
+    invoke("init", "--root", str(tmp_path))
+    code, output = invoke("templates", "--root", str(tmp_path))
+    names = [
+        "退款申请表.xlsx",
+        "客服部值班交接单.xlsx",
+        "客服退单统计表.xlsx",
+        "财务退单统计表.xlsx",
+    ]
+    assert code == 0
+    assert output.splitlines() == [f"已生成 templates/{n}" for n in names]
+    for name in names:
+        fresh = (tmp_path / "templates" / name).read_bytes()
+        assert _members(fresh) == _members((REPO / "templates" / name).read_bytes()), name
+
+
+def test_repository_root_is_a_ready_workspace() -> None:
+    code, output = invoke("init", "--root", str(REPO))
+    assert code == 0, output
+    assert output.endswith("已完整,无需创建\n"), "a folder of the workspace is not committed"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param("process", id="process"), pytest.param("status", id="status"),
+     pytest.param("watch", id="watch"), pytest.param("rebuild", id="rebuild")],
+)  # fmt: skip
+def test_commands_refuse_a_folder_that_is_not_a_workspace(tmp_path: Path, command: str) -> None:
+    code, output = invoke(command, "--root", str(tmp_path))
+    assert code == 1
+    assert "不是完整的 refundflow 工作区,缺少文件夹:inbox" in output
+    assert f"处理办法:请先运行 refundflow init --root {tmp_path.resolve()}" in output
+
+
+def test_bad_configuration_is_refused_at_start(root: Path, run: Invoke) -> None:
+    (root / "refundflow.toml").write_text('[limits]\nfinance_hours = "twelve"\n', "utf-8")
+    result = run("process")
+    assert result.exit_code == 1
+    assert "limits.finance_hours 应为正整数" in result.output
+    assert str(root / "refundflow.toml") in result.output
+
+
+def test_now_must_be_a_minute(root: Path) -> None:
+    code, output = invoke("--now", "2026-11-23", "status", "--root", str(root))
+    assert code == 2
+    assert "YYYY-MM-DD HH:MM" in output
+
+
+def test_status_shows_who_each_form_waits_on_and_what_is_late(root: Path, run: Invoke) -> None:
+    drop(root, "a.xlsx", make_form())
+    drop(root, "b.xlsx", make_form(order_no="TK20261122002", reported_at="2026-11-23 09:05"))
+    run("process", now="2026-11-23 09:10")
+    header = "编号             订单号         金额    环节          等待    自                期限              状态"
+    assert run("status", now="2026-11-24 08:30").output.splitlines() == [
+        header,
+        "TKD20261123-001  TK20261122001  268.50  待技术部核实  技术部  2026-11-23 09:10  2026-11-24 09:00  正常",
+        "TKD20261123-002  TK20261122002  268.50  待技术部核实  技术部  2026-11-23 09:10  2026-11-24 09:05  正常",
+        "共 2 张未办结,其中逾期 0 张",
+    ]  # fmt: skip
+    late = run("status", now="2026-11-24 09:01").output.splitlines()
+    assert late[1].endswith("逾期") and late[2].endswith("正常")
+    assert late[-1] == "共 2 张未办结,其中逾期 1 张"
+
+
+def test_form_filled_late_is_visible_in_its_history(root: Path, run: Invoke) -> None:
+    drop(root, "a.xlsx", make_form())
+    run("process", now="2026-11-23 09:25")  # reported 09:00: the 10-minute limit passed
+    output = run("status", "TKD20261123-001", now="2026-11-23 09:30").output
+    assert "填单超时:上报后超过 10 分钟才提交" in output
+
+
+def test_unknown_form_number(root: Path, run: Invoke) -> None:
+    result = run("status", "TKD19990101-001")
+    assert result.exit_code == 1
+    assert "没有编号为 TKD19990101-001 的退款单" in result.output
+
+
+def test_every_command_has_help_in_chinese() -> None:
+    for command in ("init", "templates", "process", "watch", "status", "rebuild"):
+        code, output = invoke(command, "--help")
+        assert code == 0 and "--root" in output
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in output), command
