@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 
 RECEIVED = "received"
@@ -79,7 +80,7 @@ def remove_partial_writes(folder: Path) -> int:
     return removed
 
 
-def place_exact(dest: Path, data: bytes) -> bool:
+def place_exact(dest: Path, data: bytes, *, durable: bool = True) -> bool:
     """Put ``data`` exactly at ``dest`` unless it is already there with the same bytes.
 
     Returns False when a *different* file holds the name (the caller picks another name).
@@ -90,24 +91,28 @@ def place_exact(dest: Path, data: bytes) -> bool:
             return dest.read_bytes() == data
         except OSError:
             return False
-    return place_new(dest, data) == dest
+    return place_new(dest, data, durable=durable) == dest
 
 
 def archive_path(sheets: Path, kind: str, at: dt.datetime, sha: str, name: str) -> Path:
-    """refundsheets/archive/<kind>/<YYYY-MM>/<timestamp>_<sha12>_<name>"""
+    """refundsheets/archive/<kind>/<YYYY-MM>/<timestamp>_<sequence>_<sha12>_<name>
+
+    ``at`` is the processing moment (``--now`` may freeze it); the sequence is the wall
+    clock in nanoseconds, so files that arrive in the same second keep their order in the
+    name itself, whatever happens to the files' times when the archive is copied.
+    """
     stamp = at.strftime("%Y%m%dT%H%M%S")
-    return (
-        sheets / "archive" / kind / at.strftime("%Y-%m") / f"{stamp}_{sha[:12]}_{safe_name(name)}"
-    )
+    folder = sheets / "archive" / kind / at.strftime("%Y-%m")
+    return folder / f"{stamp}_{time.time_ns():019d}_{sha[:12]}_{safe_name(name)}"
 
 
-def parse_archive_name(path: Path) -> tuple[dt.datetime, str, str] | None:
-    """Inverse of :func:`archive_path`: (time, sha12, original name)."""
-    parts = path.name.split("_", 2)
-    if len(parts) != 3:
+def parse_archive_name(path: Path) -> tuple[dt.datetime, int, str, str] | None:
+    """Inverse of :func:`archive_path`: (time, sequence, sha12, original name)."""
+    parts = path.name.split("_", 3)
+    if len(parts) != 4 or not parts[1].isdigit():
         return None
     try:
         at = dt.datetime.strptime(parts[0], "%Y%m%dT%H%M%S")
     except ValueError:
         return None
-    return at, parts[1], parts[2]
+    return at, int(parts[1]), parts[2], parts[3]

@@ -26,11 +26,10 @@ def archived_receipts(sheets: Path) -> list[tuple[dt.datetime, str, Path]]:
         parsed = parse_archive_name(path)
         if parsed is None or path.name.startswith("."):
             continue
-        at, _sha12, name = parsed
-        # Same-second arrivals keep their order through the archive files' write times.
-        found.append((at, path.stat().st_mtime_ns, name, path))
+        at, sequence, _sha12, name = parsed
+        found.append((at, sequence, name, path))
     found.sort(key=lambda item: (item[0], item[1]))
-    return [(at, name, path) for at, _ns, name, path in found]
+    return [(at, name, path) for at, _seq, name, path in found]
 
 
 def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | None, int]:

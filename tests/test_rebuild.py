@@ -1,0 +1,233 @@
+"""State can be rebuilt from the archive (`refundflow rebuild`).
+
+The ledger is only an index: replaying the archived received files, in order and as of the
+moment each arrived, must give back the very same forms and events, without delivering
+anything a second time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from refundflow.ledger import Ledger
+
+from conftest import NEW_FORM, Invoke, block, drop, edit_form, make_form, take
+
+FIRST = "TKD20261123-001"  # travels to the end
+SECOND = "TKD20261123-002"  # returned once, fixed, then stops at the duty lead
+FIRST_FILE = f"{FIRST}.xlsx"
+SECOND_FILE = f"{SECOND}.xlsx"
+LATER = "2026-11-24 10:00"  # when status is compared, after the whole history
+
+SECOND_FORM: dict[str, object] = {
+    "order_no": "TK20261122002",
+    "mobile": "139001",  # wrong: returned to customer service
+    "amount": 99,
+    "bank": "支付宝",
+    "submitter": "周九",
+    "customer_request": "重复扣款,退一笔",
+}
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
+
+FormState = dict[str, Any]
+EventState = dict[str, Any]
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%d %H:%M")
+
+
+def process(run: Invoke, now: str, *expected: str) -> None:
+    """One `refundflow process` pass; each expected text must appear in its output."""
+    result = run("process", now=now)
+    assert result.exit_code == 0, result.output
+    for text in expected:
+        assert text in result.output, result.output
+
+
+def sign(root: Path, run: Invoke, role: str, person: str, form_file: str, now: str) -> None:
+    """``role`` takes the form from its folder, fills its block a minute earlier, drops it."""
+    signed = at(now) - dt.timedelta(minutes=1)
+    drop(root, form_file, edit_form(take(root, role, form_file), block(role, person, signed)))
+    process(run, now, "[已", form_file)
+
+
+def mixed_history(root: Path, run: Invoke) -> int:
+    """Drive a realistic day and a half of work; returns how many files were dropped."""
+    first = make_form()
+    drop(root, "退款申请-张三.xlsx", first)
+    process(run, "2026-11-23 09:10", f"[已流转] 退款申请-张三.xlsx: {FIRST} → 技术部")
+    first_at_tech = (root / "outbox" / "tech" / FIRST_FILE).read_bytes()
+
+    # Two files in one pass: a form with a bad mobile number and a scanned PDF.
+    drop(root, "退款申请-周九.xlsx", make_form({**NEW_FORM, **SECOND_FORM}))
+    drop(root, "scan.pdf", PDF)
+    process(run, "2026-11-23 09:12", "[已退回] 退款申请-周九.xlsx", "[已拒收] scan.pdf")
+
+    sign(root, run, "tech", "王五", FIRST_FILE, "2026-11-23 09:20")
+
+    fixed = edit_form(take(root, "cs", "退款申请-周九-退回.xlsx"), {"mobile": "13900139000"})
+    drop(root, "退款申请-周九-退回.xlsx", fixed)
+    process(run, "2026-11-23 09:25", f"{SECOND} → 技术部")
+
+    drop(root, "张三-再发一次.xlsx", first)  # the very same bytes again
+    process(run, "2026-11-23 09:30", "[重复件] 张三-再发一次.xlsx")
+
+    drop(root, FIRST_FILE, take(root, "cs", FIRST_FILE))  # the duty lead forwards it
+    process(run, "2026-11-23 09:40", f"{FIRST} → 财务部出纳")
+
+    stale = edit_form(first_at_tech, block("tech", "王五", at("2026-11-23 09:19")))
+    drop(root, "旧的.xlsx", stale)
+    process(run, "2026-11-23 09:45", "[已拒收] 旧的.xlsx: 退回:这是退款单")
+
+    sign(root, run, "tech", "王五", SECOND_FILE, "2026-11-23 09:50")  # then nobody forwards it
+    sign(root, run, "cashier", "赵六", FIRST_FILE, "2026-11-23 10:00")
+    sign(root, run, "accountant", "钱七", FIRST_FILE, "2026-11-23 10:30")
+    sign(root, run, "director", "孙八", FIRST_FILE, "2026-11-23 11:00")
+    drop(root, FIRST_FILE, take(root, "cs", FIRST_FILE))  # customer told
+    process(run, "2026-11-23 11:20", f"{FIRST} → 行政部")
+    followup = {
+        "admin_followup": "已核实退款到账",
+        "admin_by": "吴十",
+        "admin_date": at("2026-11-24 09:00"),
+        "admin_approval": "同意",
+    }
+    drop(root, FIRST_FILE, edit_form(take(root, "admin", FIRST_FILE), followup))
+    process(run, "2026-11-24 09:05", f"[已归档] {FIRST_FILE}: {FIRST} 已办结归档")
+    return 14
+
+
+def ledger_path(root: Path) -> Path:
+    return root / "refundsheets" / "ledger.sqlite3"
+
+
+def read_ledger(path: Path) -> tuple[list[FormState], list[EventState]]:
+    """Every form row and every event row, field by field (event ids left out)."""
+    ledger = Ledger(path)
+    try:
+        forms = [dataclasses.asdict(f) for f in ledger.all_forms()]
+        events = [dataclasses.asdict(e) for e in ledger.events()]
+    finally:
+        ledger.close()
+    for event in events:
+        del event["id"]
+    return forms, events
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every file of the workspace except the ledger, its backups and the lock file."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not re.match(r"(ledger\.sqlite3|\.refundflow\.lock)", path.name):
+            found[str(path.relative_to(root))] = path.read_bytes()
+    return found
+
+
+def status_views(run: Invoke) -> list[str]:
+    views = []
+    for args in [(), ("--json",), (FIRST,), (FIRST, "--json"), (SECOND, "--json")]:
+        result = run("status", *args, now=LATER)
+        assert result.exit_code == 0, result.output
+        views.append(result.output)
+    return views
+
+
+@pytest.fixture
+def history(root: Path, run: Invoke) -> int:
+    """The mixed history, then two files waiting in the inbox that rebuild must not touch."""
+    dropped = mixed_history(root, run)
+    archived = list((root / "refundsheets" / "archive" / "received").glob("*/*"))
+    assert len(archived) == dropped, "every dropped file was archived once"
+    # A file of the same name and bytes as one already received, and a brand-new one.
+    first_drop = next(p for p in archived if p.name.endswith("_退款申请-张三.xlsx"))
+    drop(root, "退款申请-张三.xlsx", first_drop.read_bytes())
+    drop(root, "新单.xlsx", make_form(order_no="TK20261123009"))
+    return dropped
+
+
+def check_history_recorded(forms: list[FormState], events: list[EventState]) -> None:
+    """The snapshot is worth comparing: it holds every kind of outcome."""
+    assert [(f["form_no"], f["step"], f["waiting_on"]) for f in forms] == [
+        (FIRST, "closed", None),
+        (SECOND, "tech_verified", "cs"),
+    ]
+    assert forms[0]["closed_at"] == at("2026-11-24 09:05")
+    assert forms[0]["transitions"] == 8 and forms[1]["transitions"] == 2
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("accepted") == 10
+    assert {"returned", "rejected", "duplicate"} <= set(kinds)
+    assert any("旧副本" in (e["detail"] or "") for e in events), "the stale copy"
+    assert any(e["stamp"] for e in events), "statistics stamps recorded"
+
+
+@pytest.mark.parametrize(
+    "ledger_kept",
+    [
+        pytest.param(True, id="ledger-present"),
+        pytest.param(False, id="ledger-deleted"),
+    ],
+)
+def test_rebuild_gives_back_the_same_ledger_and_delivers_nothing(
+    root: Path, run: Invoke, history: int, ledger_kept: bool
+) -> None:
+    forms, events = read_ledger(ledger_path(root))
+    check_history_recorded(forms, events)
+    files = files_of(root)
+    statuses = status_views(run)
+    if not ledger_kept:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{ledger_path(root)}{suffix}").unlink(missing_ok=True)
+
+    result = run("rebuild", now=LATER)
+
+    assert result.exit_code == 0, result.output
+    assert f"已从存档重放 {history} 个文件" in result.output
+    backups = sorted(ledger_path(root).parent.glob("ledger.sqlite3.*.bak"))
+    if ledger_kept:
+        assert len(backups) == 1, result.output
+        assert f"原账本已备份为 {backups[0].name}" in result.output
+        copy = root.parent / "backup-copy.sqlite3"  # read a copy: leave the backup as it is
+        shutil.copyfile(backups[0], copy)
+        assert read_ledger(copy) == (forms, events), "the backup holds the old ledger"
+    else:
+        assert backups == []
+        assert "备份" not in result.output
+
+    rebuilt_forms, rebuilt_events = read_ledger(ledger_path(root))
+    assert len(rebuilt_forms) == len(forms)
+    for old, new in zip(forms, rebuilt_forms, strict=True):
+        assert new == old, old["form_no"]
+    assert len(rebuilt_events) == len(events)
+    for i, (old, new) in enumerate(zip(events, rebuilt_events, strict=True)):
+        assert new == old, f"event {i}: {old['kind']} {old['file_name']}"
+
+    assert files_of(root) == files, "nothing delivered, archived or taken from the inbox again"
+    assert sorted(p.name for p in (root / "inbox").iterdir()) == ["新单.xlsx", "退款申请-张三.xlsx"]
+    assert status_views(run) == statuses
+
+
+def test_work_goes_on_after_a_rebuild(root: Path, run: Invoke, history: int) -> None:
+    """The rebuilt ledger knows the numbers, the steps and what was already received."""
+    assert run("rebuild", now=LATER).exit_code == 0
+    result = run("process", now=LATER)
+    assert result.exit_code == 0, result.output
+    lines = sorted(result.output.splitlines())
+    assert lines == [
+        "[已流转] 新单.xlsx: TKD20261124-001 → 技术部(待技术部核实)",
+        "[重复件] 退款申请-张三.xlsx: 已于 2026-11-23 09:10 收到",
+    ]
+    drop(root, SECOND_FILE, take(root, "cs", SECOND_FILE))  # the duty lead forwards it at last
+    process(run, "2026-11-24 10:05", f"[已流转] {SECOND_FILE}: {SECOND} → 财务部出纳")
+    state = json.loads(run("status", SECOND, "--json", now="2026-11-24 10:06").output)
+    assert state["step"] == "at_cashier"
+    archive = root / "refundsheets" / "archive"
+    assert not (archive / "orphans").exists(), "replayed receipts are not taken for orphans"
+    assert len(list((archive / "received").glob("*/*"))) == history + 3
