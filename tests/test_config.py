@@ -43,6 +43,13 @@ def test_roster_and_threshold_are_read(tmp_path: Path) -> None:
         pytest.param('[calendar]\nholidays = ["soon"]\n', "calendar.holidays", id="bad-date"),
         pytest.param('[folders]\ntech = "cs"\n', "folders", id="folders-collide"),
         pytest.param("colour = 1\n", "colour", id="unknown-key"),
+        pytest.param(
+            "[watch]\nstable_seconds = -0.5\n", "watch.stable_seconds", id="negative-delay"
+        ),
+        pytest.param(
+            "[watch]\nstable_seconds = inf\n", "watch.stable_seconds", id="infinite-delay"
+        ),
+        pytest.param("[watch]\nrescan_seconds = nan\n", "watch.rescan_seconds", id="nan-rescan"),
         pytest.param("[limits\n", "refundflow.toml", id="not-toml"),
     ],
 )

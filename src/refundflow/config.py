@@ -7,6 +7,7 @@ refused when the tool starts, naming the file, the key and what is wrong.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -179,9 +180,16 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
             raise fail(key, '应为非空文字的列表,例如 ["张三", "李四"]')
         return tuple(v.strip() for v in value)
 
-    def number(key: str, value: Any, *, minimum: float = 0) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
-            raise fail(key, f"应为大于 {minimum:g} 的数字,现在是 {value!r}")
+    def number(key: str, value: Any, *, minimum: float = 0, or_equal: bool = False) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < minimum
+            or (value == minimum and not or_equal)
+        ):
+            bound = "不小于" if or_equal else "大于"
+            raise fail(key, f"应为{bound} {minimum:g} 的数字,现在是 {value!r}")
         return float(value)
 
     def dates(key: str, value: Any) -> tuple[dt.date, ...]:
@@ -272,7 +280,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
     watch = table("watch")
     if "stable_seconds" in watch:
         kwargs["stable_seconds"] = number(
-            "watch.stable_seconds", watch["stable_seconds"], minimum=-1
+            "watch.stable_seconds", watch["stable_seconds"], or_equal=True
         )
     if "rescan_seconds" in watch:
         kwargs["rescan_seconds"] = number("watch.rescan_seconds", watch["rescan_seconds"])

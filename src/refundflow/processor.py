@@ -137,7 +137,17 @@ class Processor:
             results.append(Result(Outcome.RECOVERED, receipt.name, "已完成中断前的投递"))
         self._set_aside_orphans()
         self._remove_partial_writes()
+        self._release_held_files()
         return results
+
+    def _release_held_files(self) -> None:
+        """Files a killed run had renamed aside in the inbox: done ones go, others come back."""
+        for hold in self.ws.inbox.glob(f".*{HOLD_SUFFIX}"):
+            original = hold.name[1:].rsplit(".", 2)[0]
+            if any(r.state == "done" for r in self.ledger.receipts_for(sha256(hold.read_bytes()))):
+                hold.unlink()
+            else:
+                _put_back(hold, self.ws.inbox / original)
 
     def _remove_partial_writes(self) -> None:
         archive = self.ws.sheets / "archive"
@@ -489,15 +499,39 @@ def _history_row(
     )
 
 
+HOLD_SUFFIX = ".taking"
+
+
 def _remove_if_unchanged(path: Path, sha: str) -> None:
-    """Take the processed file out of the inbox unless someone saved a new version meanwhile."""
+    """Take the processed file out of the inbox unless someone saved a new version meanwhile.
+
+    The file is first renamed aside (atomic), so a version saved between our check and the
+    delete cannot be deleted unseen: what we hold is exactly what we compare.
+    """
+    hold = path.with_name(f".{path.name}.{os.getpid()}{HOLD_SUFFIX}")
     try:
-        if sha256(path.read_bytes()) == sha:
-            path.unlink()
-        else:
-            log.info("%s changed while being processed: left for the next pass", path.name)
+        os.rename(path, hold)
     except FileNotFoundError:
-        pass
+        return
+    if sha256(hold.read_bytes()) == sha:
+        hold.unlink()
+        return
+    log.info("%s changed while being processed: left for the next pass", path.name)
+    _put_back(hold, path)
+
+
+def _put_back(hold: Path, original: Path) -> None:
+    """Return a held file to the inbox under its name, or a free variant of it."""
+    for n in range(1, 10_000):
+        candidate = (
+            original if n == 1 else original.with_name(f"{original.stem} ({n}){original.suffix}")
+        )
+        try:
+            os.link(hold, candidate)
+        except FileExistsError:
+            continue
+        hold.unlink()
+        return
 
 
 def _returned_name(name: str) -> str:

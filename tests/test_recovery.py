@@ -1,0 +1,47 @@
+"""What a crash or a concurrent save can do around taking a file out of the inbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from refundflow.archive import sha256
+from refundflow.config import load_config
+from refundflow.processor import Processor, _remove_if_unchanged
+from refundflow.sandbox import ParserPool
+from refundflow.workspace import Workspace
+
+from conftest import Invoke, drop, make_form
+
+
+def test_a_version_saved_during_processing_is_put_back_not_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "form.xlsx"
+    path.write_bytes(b"the version someone saved meanwhile")
+    _remove_if_unchanged(path, sha256(b"the version that was processed"))
+    assert path.read_bytes() == b"the version someone saved meanwhile"
+    assert [p.name for p in tmp_path.iterdir()] == ["form.xlsx"]
+
+
+def test_the_processed_version_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "form.xlsx"
+    path.write_bytes(b"processed")
+    _remove_if_unchanged(path, sha256(b"processed"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_restart_releases_files_a_killed_run_held_aside(root: Path, run: Invoke) -> None:
+    form = make_form()
+    drop(root, "a.xlsx", form)
+    run("process")  # a.xlsx is processed and done
+    inbox = root / "inbox"
+    (inbox / ".a.xlsx.4242.taking").write_bytes(form)  # killed after the rename: done
+    (inbox / ".b.xlsx.4242.taking").write_bytes(b"not processed yet")  # killed: not done
+    workspace = Workspace(root, load_config(root))
+    with ParserPool(memory_mb=512, timeout=20) as pool:
+        processor = Processor(workspace, clock=lambda: dt.datetime(2026, 11, 23, 9, 20), pool=pool)
+        try:
+            processor.recover()
+        finally:
+            processor.close()
+    assert sorted(p.name for p in inbox.iterdir()) == ["b.xlsx"]
+    assert (inbox / "b.xlsx").read_bytes() == b"not processed yet"

@@ -1,0 +1,398 @@
+"""`refundflow watch` as a real process: the whole route, the workspace lock, polling, files
+that are still being written, open in an office program, or dropped by the hundred.
+
+Each test starts ``python -m refundflow.cli watch`` and waits (with timeouts) for what the
+product does to the folders; every watcher is killed and reaped in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import Invoke, block, edit_form, make_form, take
+from formfill import rewrite_parts
+
+NOW = "2026-11-23 09:10"
+FORM = "TKD20261123-001"
+FILE = f"{FORM}.xlsx"
+TIMEOUT = 30.0  # well below rescan_seconds (60): routing must come from events / polling
+STOP_TIMEOUT = 10.0
+SLOW_STABLE = 0.5  # stable_seconds for the tests about files that are still being written
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT) -> bool:
+    """Check ``predicate`` every 20 ms until it is true or ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+class Watch:
+    """One ``refundflow watch`` process, its stdout and stderr captured in files."""
+
+    def __init__(self, root: Path, logs: Path, *options: str, name: str = "watch") -> None:
+        self.stdout_path = logs / f"{name}.stdout"
+        self.stderr_path = logs / f"{name}.stderr"
+        command = [sys.executable, "-m", "refundflow.cli", "--now", NOW, "watch"]
+        command += ["--root", str(root), *options]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # see each line as soon as it is printed
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def reports(self) -> list[str]:
+        """The ``[已流转] name: ...`` lines printed so far, one per handled file."""
+        return [line for line in self.stdout.splitlines() if line.startswith("[")]
+
+    def started(self) -> bool:
+        """Holding the workspace lock and watching (or already dead: the caller asserts)."""
+        return "正在监视" in self.stdout or self.proc.poll() is not None
+
+    def describe(self) -> str:
+        return f"exit={self.proc.poll()}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+
+    def terminate(self) -> int:
+        """SIGTERM, then the exit status (``TimeoutExpired`` if it does not stop in time)."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=STOP_TIMEOUT)
+
+
+@contextmanager
+def watching(root: Path, logs: Path, *options: str, name: str = "watch") -> Iterator[Watch]:
+    """A running watcher that holds the workspace lock; killed and reaped whatever happens."""
+    watch = Watch(root, logs, *options, name=name)
+    try:
+        assert wait_until(watch.started), watch.describe()
+        assert watch.proc.poll() is None, watch.describe()
+        yield watch
+    finally:
+        watch.kill()
+
+
+def drop_whole(root: Path, name: str, data: bytes) -> Path:
+    """Drop a file the way copy tools do: written aside under a junk name, renamed in.
+
+    The ``root`` workspace has ``stable_seconds = 0``: a file written in place could be read
+    half-written, which is the business of the slow-write test, not of these.
+    """
+    inbox = root / "inbox"
+    part = inbox / f".{name}.part"
+    part.write_bytes(data)
+    return part.replace(inbox / name)
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def set_stable_seconds(root: Path, seconds: float) -> None:
+    config = root / "refundflow.toml"
+    text = config.read_text(encoding="utf-8")
+    assert "\nstable_seconds = 0" in text
+    config.write_text(
+        text.replace("\nstable_seconds = 0", f"\nstable_seconds = {seconds}"), encoding="utf-8"
+    )
+
+
+def other_form(i: int) -> bytes:
+    """A new form for another order (and customer) than the default one."""
+    return make_form(order_no=f"TK2026112299{i:03d}", mobile=f"1390013{i:04d}")
+
+
+def at(hhmm: str) -> dt.datetime:
+    """A block date on the day of ``NOW``, before it: the watcher refuses dates to come."""
+    return dt.datetime.strptime(f"2026-11-23 {hhmm}", "%Y-%m-%d %H:%M")
+
+
+# ------------------------------------------------------------------------------- the route
+
+
+def test_form_travels_the_whole_route_with_watch_running(
+    root: Path, run: Invoke, tmp_path: Path
+) -> None:
+    inbox = root / "inbox"
+    outbox = root / "outbox"
+
+    def hand_on(name: str, data: bytes, arrives: Path) -> None:
+        drop_whole(root, name, data)
+        # Delivered, and the dropped file taken out of the inbox: this step is done.
+        assert wait_until(lambda: arrives.exists() and not (inbox / name).exists()), (
+            f"{name} → {arrives}\n{watch.describe()}"
+        )
+
+    with watching(root, tmp_path) as watch:
+        hand_on("退款申请-张三.xlsx", make_form(), outbox / "tech" / FILE)
+        tech = block("tech", "王五", at("09:07"))
+        hand_on(FILE, edit_form(take(root, "tech", FILE), tech), outbox / "cs" / FILE)
+        hand_on(FILE, take(root, "cs", FILE), outbox / "cashier" / FILE)  # duty lead forwards
+        steps = [
+            ("cashier", "赵六", "09:08", "accountant"),
+            ("accountant", "钱七", "09:08", "director"),
+            ("director", "孙八", "09:09", "cs"),
+        ]
+        for role, person, hhmm, to in steps:
+            signed = edit_form(take(root, role, FILE), block(role, person, at(hhmm)))
+            hand_on(FILE, signed, outbox / to / FILE)
+        hand_on(FILE, take(root, "cs", FILE), outbox / "admin" / FILE)  # customer told
+        followup = {
+            "admin_followup": "已核实退款到账",
+            "admin_by": "吴十",
+            "admin_date": at("09:09"),
+            "admin_approval": "同意",
+        }
+        closed = root / "refundsheets" / "归档" / "2026-11" / FILE
+        hand_on(FILE, edit_form(take(root, "admin", FILE), followup), closed)
+
+        started = time.monotonic()
+        assert watch.terminate() == 0, watch.describe()
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 5.0, f"SIGTERM took {stopped_in:.1f} s"
+
+    assert watch.stdout.splitlines() == [
+        f"正在监视 {inbox.resolve()}(按 Ctrl-C 停止)",
+        f"[已流转] 退款申请-张三.xlsx: {FORM} → 技术部(待技术部核实)",
+        f"[已流转] {FILE}: {FORM} → 客服部(技术部已核实,待值班负责人提交财务)",
+        f"[已流转] {FILE}: {FORM} → 财务部出纳(待出纳初核)",
+        f"[已流转] {FILE}: {FORM} → 财务部会计(待会计复核)",
+        f"[已流转] {FILE}: {FORM} → 财务总监(待财务总监审批)",
+        f"[已流转] {FILE}: {FORM} → 客服部(已退款,待客服反馈用户)",
+        f"[已流转] {FILE}: {FORM} → 行政部(待行政部跟踪归档)",
+        f"[已归档] {FILE}: {FORM} 已办结归档",
+        "已停止监视",
+    ], watch.describe()
+    assert files(inbox) == []
+    assert all(files(folder) == [] for folder in outbox.iterdir()), "outboxes empty"
+
+    result = run("status")
+    assert result.exit_code == 0, result.output
+    assert result.output == "没有未办结的退款单\n"
+    history = json.loads(run("status", FORM, "--json").output)
+    stamps = [e["stamp"] for e in history["history"] if e["stamp"]]
+    assert stamps == ["提交技术部时间", "提交财务时间", "财务反馈时间", "反馈用户时间"]
+    assert history["closed_at"] is not None
+
+
+# ------------------------------------------------------------------------ the workspace lock
+
+
+def test_second_watcher_is_refused_naming_the_holder(
+    root: Path, run: Invoke, tmp_path: Path
+) -> None:
+    hint = "同一工作区同时只能运行一个 watch 或 process"
+    with watching(root, tmp_path) as first:
+        holder = f"refundflow watch (pid {first.proc.pid}"
+
+        result = run("process")
+        assert result.exit_code != 0, result.output
+        assert "工作区正在被使用" in result.output and holder in result.output, result.output
+        assert hint in result.output, result.output
+
+        second = Watch(root, tmp_path, name="second")
+        try:
+            assert second.proc.wait(timeout=TIMEOUT) != 0, second.describe()
+        finally:
+            second.kill()
+        assert holder in second.stderr and hint in second.stderr, second.describe()
+        assert "正在监视" not in second.stdout, second.describe()
+
+        # The refused ones changed nothing: the first watcher still works.
+        assert first.proc.poll() is None, first.describe()
+        drop_whole(root, "form.xlsx", make_form())
+        assert wait_until(lambda: (root / "outbox" / "tech" / FILE).exists()), first.describe()
+
+
+def test_negative_stable_seconds_is_refused_naming_the_key(root: Path, tmp_path: Path) -> None:
+    set_stable_seconds(root, -0.5)
+    watch = Watch(root, tmp_path)
+    try:
+        assert watch.proc.wait(timeout=TIMEOUT) == 1, watch.describe()
+    finally:
+        watch.kill()
+    assert "watch.stable_seconds 应为不小于 0 的数字" in watch.stderr, watch.describe()
+    assert "Traceback" not in watch.stderr, watch.describe()
+
+
+# --------------------------------------------------------------------------------- polling
+
+
+def test_watch_with_polling_routes_a_form(root: Path, tmp_path: Path) -> None:
+    with watching(root, tmp_path, "--polling", "0.2") as watch:
+        drop_whole(root, "form.xlsx", make_form())
+        assert wait_until(lambda: (root / "outbox" / "tech" / FILE).exists()), watch.describe()
+        assert wait_until(lambda: files(root / "inbox") == []), watch.describe()
+        assert watch.reports() == [f"[已流转] form.xlsx: {FORM} → 技术部(待技术部核实)"]
+        assert watch.terminate() == 0, watch.describe()
+    assert watch.stdout.splitlines()[-1] == "已停止监视"
+
+
+# ------------------------------------------------------------- files not finished writing
+
+
+def test_handles_slow_write(root: Path, tmp_path: Path) -> None:
+    set_stable_seconds(root, SLOW_STABLE)
+    data = make_form()
+    chunks = 15
+    size = -(-len(data) // chunks)
+    pause = 0.1  # 1.5 s in all; each pause well below stable_seconds
+    gaps: list[float] = []
+
+    def write_slowly() -> None:
+        with (root / "inbox" / "form.xlsx").open("wb") as stream:
+            last = time.monotonic()
+            for i in range(chunks):
+                stream.write(data[i * size : (i + 1) * size])
+                stream.flush()
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+                if i < chunks - 1:
+                    time.sleep(pause)  # pacing the writer, not waiting for the watcher
+
+    with watching(root, tmp_path) as watch:
+        writer = threading.Thread(target=write_slowly)
+        writer.start()
+        writer.join(timeout=TIMEOUT)
+        assert not writer.is_alive()
+        assert max(gaps) < SLOW_STABLE, f"the writer itself stalled: {gaps}"
+        assert wait_until(lambda: files(root / "inbox") == []), watch.describe()
+        assert files(root / "outbox" / "tech") == [FILE], watch.describe()
+        assert (root / "outbox" / "tech" / FILE).stat().st_size > 0
+        assert files(root / "outbox" / "rejected") == [], watch.describe()
+        reports = watch.reports()
+        assert reports == [f"[已流转] form.xlsx: {FORM} → 技术部(待技术部核实)"], watch.describe()
+        assert not any("[已拒收]" in line for line in reports)
+
+
+def test_handles_write_temp_then_rename(root: Path, tmp_path: Path) -> None:
+    set_stable_seconds(root, SLOW_STABLE)
+    inbox = root / "inbox"
+    tech = root / "outbox" / "tech"
+    data = make_form()
+    with watching(root, tmp_path) as watch:
+        temp = inbox / "~WRL0001.tmp"  # how Word/Excel save: write a temporary, then rename
+        temp.write_bytes(data)
+        # A later, ordinary form: once it is routed, the temporary has certainly been stable
+        # for stable_seconds too, in the same scan or an earlier one.
+        drop_whole(root, "marker.xlsx", other_form(1))
+        assert wait_until(lambda: "marker.xlsx" not in files(inbox)), watch.describe()
+        assert files(tech) == [FILE], watch.describe()
+        assert files(inbox) == ["~WRL0001.tmp"], watch.describe()
+        assert temp.read_bytes() == data
+
+        os.rename(temp, inbox / "form.xlsx")
+        assert wait_until(lambda: files(inbox) == []), watch.describe()
+        assert files(tech) == [FILE, "TKD20261123-002.xlsx"], watch.describe()
+        assert files(root / "outbox" / "rejected") == [], watch.describe()
+        assert watch.reports() == [
+            f"[已流转] marker.xlsx: {FORM} → 技术部(待技术部核实)",
+            "[已流转] form.xlsx: TKD20261123-002 → 技术部(待技术部核实)",
+        ], watch.describe()
+        assert "WRL" not in watch.stdout + watch.stderr
+
+
+def test_lock_file_present_holds_the_form(root: Path, tmp_path: Path) -> None:
+    set_stable_seconds(root, SLOW_STABLE)
+    inbox = root / "inbox"
+    tech = root / "outbox" / "tech"
+    with watching(root, tmp_path) as watch:
+        lock = inbox / ".~lock.form.xlsx#"  # LibreOffice has form.xlsx open
+        lock.write_text(",张三,PC-01,23.11.2026 09:05,file:///C:/Users/zhangsan;", encoding="utf-8")
+        drop_whole(root, "form.xlsx", make_form())
+        # Dropped after form.xlsx: once it is routed, form.xlsx has been stable long enough.
+        drop_whole(root, "later.xlsx", other_form(1))
+        assert wait_until(lambda: "later.xlsx" not in files(inbox)), watch.describe()
+        assert files(tech) == [FILE], watch.describe()
+        assert files(inbox) == [".~lock.form.xlsx#", "form.xlsx"], watch.describe()
+
+        lock.unlink()  # LibreOffice closed it
+        assert wait_until(lambda: files(inbox) == []), watch.describe()
+        assert files(tech) == [FILE, "TKD20261123-002.xlsx"], watch.describe()
+        assert watch.reports() == [
+            f"[已流转] later.xlsx: {FORM} → 技术部(待技术部核实)",
+            "[已流转] form.xlsx: TKD20261123-002 → 技术部(待技术部核实)",
+        ], watch.describe()
+
+
+# ----------------------------------------------------------------------------------- burst
+
+BURST = 500
+
+
+def burst_forms(count: int) -> list[bytes]:
+    """``count`` new forms for distinct orders and customers, from one filled form.
+
+    The order number and mobile are inline strings of the form sheet: rewriting them in the
+    zip takes ~2 ms a form, where filling each through openpyxl takes ~10-80 ms.
+    """
+    base = make_form()
+    order, mobile = b">TK20261122001<", b">13800138000<"
+
+    def variant(i: int) -> bytes:
+        def edit(name: str, part: bytes) -> bytes:
+            if name != "xl/worksheets/sheet1.xml":
+                return part
+            assert part.count(order) == 1 and part.count(mobile) == 1
+            part = part.replace(order, f">TK2026112{i:04d}<".encode())
+            return part.replace(mobile, f">1380013{i:04d}<".encode())
+
+        return rewrite_parts(base, edit)
+
+    return [variant(i) for i in range(count)]
+
+
+@pytest.mark.slow
+def test_burst_of_500_drops_with_watch_running(root: Path, run: Invoke, tmp_path: Path) -> None:
+    inbox = root / "inbox"
+    tech = root / "outbox" / "tech"
+    forms = burst_forms(BURST)
+    with watching(root, tmp_path) as watch:
+        started = time.monotonic()
+        for i, data in enumerate(forms):
+            drop_whole(root, f"form-{i:03d}.xlsx", data)
+        dropped_in = time.monotonic() - started
+        assert wait_until(lambda: len(files(tech)) >= BURST, timeout=180), (
+            f"{len(files(tech))} routed\n{watch.describe()}"
+        )
+        assert wait_until(lambda: files(inbox) == []), watch.describe()
+        took = time.monotonic() - started
+        assert watch.terminate() == 0, watch.describe()
+    print(f"\n{BURST} forms dropped in {dropped_in:.2f} s, all routed in {took:.1f} s")
+
+    routed = files(tech)
+    assert routed == [f"TKD20261123-{n:03d}.xlsx" for n in range(1, BURST + 1)]
+    assert files(root / "outbox" / "rejected") == []
+    reports = watch.reports()
+    assert len(reports) == BURST and all(r.startswith("[已流转]") for r in reports)
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.output
+    forms_open = json.loads(result.output)
+    assert len(forms_open) == BURST
+    assert len({f["order_no"] for f in forms_open}) == BURST
