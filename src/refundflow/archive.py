@@ -66,6 +66,24 @@ def place_new(dest: Path, data: bytes, *, durable: bool = True) -> Path:
             tmp.unlink()
 
 
+def write_exclusive(dest: Path, data: bytes) -> Path:
+    """Create ``dest`` (or ``dest (2)`` …) and write it, without the write-aside step.
+
+    For archive copies nobody opens while they are written and that the ledger only
+    references once whole; a kill mid-write leaves an unreferenced file, never a wrong one.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = dest if n == 1 else dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
+        try:
+            with open(candidate, "xb") as fh:
+                fh.write(data)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free name for {dest}")
+
+
 def remove_partial_writes(folder: Path) -> int:
     """Delete temp files a killed process left behind in ``folder`` (see :func:`place_new`).
 

@@ -360,11 +360,11 @@ class Ledger:
                 ),
             )
 
-    def mark_delivered(self, delivery_id: int) -> None:
-        self._db.execute("UPDATE deliveries SET done = 1 WHERE id = ?", (delivery_id,))
-
-    def mark_done(self, receipt_id: int) -> None:
-        self._db.execute("UPDATE receipts SET state = 'done' WHERE id = ?", (receipt_id,))
+    def mark_finished(self, receipt_id: int) -> None:
+        """Every delivery of the receipt made and the file out of the inbox."""
+        with self.transaction() as db:
+            db.execute("UPDATE deliveries SET done = 1 WHERE receipt_id = ?", (receipt_id,))
+            db.execute("UPDATE receipts SET state = 'done' WHERE id = ?", (receipt_id,))
 
 
 def _form_row(r: sqlite3.Row) -> FormRow:

@@ -34,6 +34,7 @@ from .archive import (
     remove_partial_writes,
     safe_name,
     sha256,
+    write_exclusive,
 )
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES
@@ -184,12 +185,24 @@ class Processor:
             if receipt.state != "done" and receipt.name == path.name:
                 self._finish(receipt.id, path, sha)
                 return Result(Outcome.RECOVERED, path.name, "已完成中断前的处理")
-        received = place_new(archive_path(self.ws.sheets, RECEIVED, now, sha, path.name), data)
+        received: list[Path] = []
+
+        def archive_received() -> None:
+            # Durable before any outcome is written; overlapped with the sandboxed parse.
+            received.append(
+                place_new(archive_path(self.ws.sheets, RECEIVED, now, sha, path.name), data)
+            )
+
         if previous:
+            archive_received()
             plan = self._duplicate(path.name, sha, now, previous[0].received_at, data)
         else:
-            plan = self._decide(path.name, data, sha, now)
-        return self._commit_and_deliver(plan, path, (stat.st_size, stat.st_mtime_ns), sha, received)
+            plan = self._decide(path.name, data, sha, now, while_reading=archive_received)
+            if not received:
+                archive_received()
+        return self._commit_and_deliver(
+            plan, path, (stat.st_size, stat.st_mtime_ns), sha, received[0]
+        )
 
     def replay(self, archived: Path, at: dt.datetime, name: str) -> Result:
         """Process an archived received file again, as of ``at`` (for ``rebuild``).
@@ -206,7 +219,15 @@ class Processor:
         return self._commit_and_deliver(plan, self.ws.inbox / name, (len(data), 0), sha, archived)
 
     # ---- deciding ----------------------------------------------------------------------------
-    def _decide(self, name: str, data: bytes, sha: str, now: dt.datetime) -> _Plan:
+    def _decide(
+        self,
+        name: str,
+        data: bytes,
+        sha: str,
+        now: dt.datetime,
+        *,
+        while_reading: Callable[[], object] | None = None,
+    ) -> _Plan:
         limit_mb = self.config.max_file_mb
         if len(data) > limit_mb * 1024 * 1024:
             return self._reject(
@@ -224,7 +245,7 @@ class Processor:
                 name, sha, now, data, sniffed.description, sniffed.hint, sniffed.reason
             )
         try:
-            inspection = self.pool.run(inspect_workbook, data)
+            inspection = self.pool.run(inspect_workbook, data, while_waiting=while_reading)
         except FileRejected as exc:
             return self._reject(name, sha, now, data, exc.message, exc.hint, exc.reason)
         form = inspection.reading.form
@@ -439,7 +460,7 @@ class Processor:
             kept = archive_path(self.ws.sheets, SENT, plan.event.at, out_sha, dest.name)
             if self._deliver:
                 # Not fsynced: outputs can be made again from the received archive (rebuild).
-                kept = place_new(kept, payload, durable=False)
+                kept = write_exclusive(kept, payload)
             deliveries.append((str(kept.relative_to(self.ws.sheets)), str(dest), out_sha))
         size, mtime_ns = stat
         receipt_id = self.ledger.record(
@@ -472,11 +493,11 @@ class Processor:
                 if not place_exact(dest, payload, durable=False):
                     # Someone else's file holds the name: never overwrite it.
                     dest = place_new(dest, payload, durable=False)
-                self.ledger.mark_delivered(delivery.id)
             delivered.append(dest)
         if self._deliver:
             _remove_if_unchanged(inbox_file, sha)
-        self.ledger.mark_done(receipt_id)
+        # One commit for all marks: a crash before it only repeats idempotent deliveries.
+        self.ledger.mark_finished(receipt_id)
         return delivered
 
 

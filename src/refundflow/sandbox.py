@@ -166,12 +166,19 @@ class ParserPool:
     def worker_pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def run(self, func: Callable[..., T], *args: Any) -> T:
+    def run(
+        self,
+        func: Callable[..., T],
+        *args: Any,
+        while_waiting: Callable[[], object] | None = None,
+    ) -> T:
         """Call ``func(*args)`` in the worker and return its result.
 
         ``func`` must be a picklable top-level function. A :class:`RefundflowError` raised
         inside comes back as itself; any other failure, a dead worker or a timeout becomes a
         :class:`ParserFailed` (``reason`` PARSER_CRASHED or PARSER_TIMEOUT).
+        ``while_waiting`` is parent-side work done while the worker parses (overlapping an
+        fsync with the parse saves a millisecond or two a file).
         """
         with self._lock:
             if self._closed:
@@ -190,6 +197,12 @@ class ParserPool:
                 self._kill()
                 conn = self._ensure_worker()
                 conn.send_bytes(payload)
+            if while_waiting is not None:
+                try:
+                    while_waiting()
+                except BaseException:
+                    self._kill()  # its reply would be read by the next call otherwise
+                    raise
             if not conn.poll(self.timeout):
                 self._kill()
                 log.warning("parser timed out after %.1f s; worker killed", self.timeout)
