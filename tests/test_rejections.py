@@ -254,3 +254,30 @@ def test_new_form_keeps_what_staff_typed_in_other_forms_of_input(root: Path, run
     drop(root, "全角.xlsx", make_form(values))
     result = run("process")
     assert result.output == f"[已流转] 全角.xlsx: {FORM} → 技术部(待技术部核实)\n"
+
+
+def test_form_whose_number_cell_holds_a_shared_formula_is_answered_not_retried(
+    root: Path, run: Invoke
+) -> None:
+    def shared_formula_in_b2(name: str, part: bytes) -> bytes:
+        if name != "xl/worksheets/sheet1.xml":
+            return part
+        text = part.decode()
+        start = text.index('<c r="B2"')
+        end = text.index(">", start) + 1
+        cell = text[start:end]
+        if cell.endswith("/>"):
+            replacement = cell[:-2] + '><f t="shared" ref="B2:B3" si="0">1+1</f><v>2</v></c>'
+        else:
+            close = text.index("</c>", end) + len("</c>")
+            cell, replacement = (
+                text[start:close],
+                text[start:end] + '<f t="shared" ref="B2:B3" si="0">1+1</f><v>2</v></c>',
+            )
+        return text.replace(cell, replacement, 1).encode()
+
+    drop(root, "公式.xlsx", rewrite_parts(make_form(), shared_formula_in_b2))
+    result = run("process")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("[已拒收] 公式.xlsx: 退回:")
+    assert not list((root / "inbox").iterdir())

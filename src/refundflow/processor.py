@@ -47,7 +47,7 @@ from .sandbox import ParserPool
 from .sniff import sniff
 from .validation import Context, validate
 from .workspace import Workspace
-from .xlsxpatch import Patch, apply_patch
+from .xlsxpatch import Patch, PatchError, apply_patch
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +151,12 @@ class Processor:
                 _put_back(hold, self.ws.inbox / original)
 
     def _remove_partial_writes(self) -> None:
-        archive = self.ws.sheets / "archive"
-        folders = [*archive.glob("*/*"), *(p.parent for p in self.ws.folders()), *self.ws.folders()]
-        folders.append(self.ws.sheets / "归档")
-        folders.extend((self.ws.sheets / "归档").glob("*"))
-        for folder in dict.fromkeys(folders):
+        folders = [
+            *self.ws.folders(),
+            *(self.ws.sheets / "archive").glob("*/*"),
+            *(self.ws.sheets / "归档").glob("*"),
+        ]
+        for folder in folders:
             if folder.is_dir() and remove_partial_writes(folder):
                 log.info("removed partial writes of an interrupted run in %s", folder)
 
@@ -248,6 +249,16 @@ class Processor:
             inspection = self.pool.run(inspect_workbook, data, while_waiting=while_reading)
         except FileRejected as exc:
             return self._reject(name, sha, now, data, exc.message, exc.hint, exc.reason)
+        try:
+            return self._route_known(name, data, sha, now, inspection)
+        except PatchError as exc:
+            # Readable, but our sheets cannot be written into it (e.g. 编号 holds a formula).
+            return self._reject(name, sha, now, data, exc.message, exc.hint, exc.reason)
+
+    def _route_known(
+        self, name: str, data: bytes, sha: str, now: dt.datetime, inspection: Inspection
+    ) -> _Plan:
+        """Route a readable refund form according to the ledger's view of it."""
         form = inspection.reading.form
         row = self.ledger.form(form.form_no) if form.form_no else None
         if row is None:
