@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -105,6 +106,20 @@ def take(root: Path, role: str, name: str) -> bytes:
 
 def amount(value: str) -> Decimal:
     return Decimal(value)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Check ``predicate`` every 10 ms until it is true or ``timeout`` runs out.
+
+    Tests wait for behaviour with this, never with bare sleeps.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def soffice_missing() -> bool:

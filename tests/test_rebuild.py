@@ -84,7 +84,10 @@ def mixed_history(root: Path, run: Invoke) -> int:
     drop(root, FIRST_FILE, take(root, "cs", FIRST_FILE))  # the duty lead forwards it
     process(run, "2026-11-23 09:40", f"{FIRST} → 财务部出纳")
 
-    stale = edit_form(first_at_tech, block("tech", "王五", at("2026-11-23 09:19")))
+    # A copy of the tech step filled again differently (not byte-identical: not a duplicate).
+    stale = edit_form(
+        first_at_tech, block("tech", "王五", at("2026-11-23 09:18"), opinion="旧副本")
+    )
     drop(root, "旧的.xlsx", stale)
     process(run, "2026-11-23 09:45", "[已拒收] 旧的.xlsx: 退回:这是退款单")
 

@@ -15,13 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import Invoke, block, edit_form, make_form, take
+from conftest import Invoke, block, edit_form, make_form, take, wait_until
 from formfill import rewrite_parts
 
 NOW = "2026-11-23 09:10"
@@ -30,17 +30,6 @@ FILE = f"{FORM}.xlsx"
 TIMEOUT = 30.0  # well below rescan_seconds (60): routing must come from events / polling
 STOP_TIMEOUT = 10.0
 SLOW_STABLE = 0.5  # stable_seconds for the tests about files that are still being written
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT) -> bool:
-    """Check ``predicate`` every 20 ms until it is true or ``timeout`` runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
 
 
 class Watch:

@@ -18,19 +18,10 @@ from watchdog.observers.polling import PollingObserver
 from refundflow import watcher as watcher_mod
 from refundflow.watcher import InboxWatcher, detect_network_fs, is_junk, owner_file_present
 
+from conftest import wait_until
+
 STABLE = 0.2
 TIMEOUT = 10.0
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT) -> bool:
-    """Check ``predicate`` every 10 ms until it is true or ``timeout`` runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
 
 
 class Recorder:
