@@ -271,3 +271,17 @@ def test_every_corpus_file_through_the_pool() -> None:
         assert outcomes[name] is Reason.PARSER_CRASHED
     assert elapsed < 60
     assert descendants_in_state("Z") == []
+
+
+def test_a_worker_that_cannot_start_is_a_tool_failure_not_a_bad_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from refundflow import sandbox
+    from refundflow.errors import FileRejected
+    from refundflow.sandbox import SandboxUnavailable
+
+    monkeypatch.setattr(sandbox, "_STARTUP_SECONDS", 0.0)  # the ready message never arrives in time
+    with ParserPool(memory_mb=256, timeout=5) as pool, pytest.raises(SandboxUnavailable) as info:
+        pool.run(len, b"abc")
+    assert not isinstance(info.value, FileRejected)
+    assert "仍留在 inbox 中" in info.value.message

@@ -22,6 +22,7 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
     PARSER_CRASHED = "parser_crashed"
     PARSER_TIMEOUT = "parser_timeout"
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     FOREIGN_WORKBOOK = "foreign_workbook"
     OLD_TEMPLATE = "old_template"
     # a field's value

@@ -44,6 +44,12 @@ _STOP_SECONDS = 2.0
 _CPU_GRACE_SECONDS = 2
 
 
+class SandboxUnavailable(RefundflowError):
+    """The worker process could not be started: a failure of the tool, not of a file."""
+
+    reason = Reason.SANDBOX_UNAVAILABLE
+
+
 class ParserFailed(FileRejected):
     """A parser crashed, died or timed out on a file; ``detail`` says how, in English."""
 
@@ -267,7 +273,12 @@ class ParserPool:
         except (EOFError, OSError, TimeoutError, RuntimeError) as exc:
             text = self._exit_text()
             self._kill()
-            raise _crashed(f"parser worker failed to start: {exc} ({text})") from None
+            # Not the file's fault: the tool itself cannot parse anything right now.
+            raise SandboxUnavailable(
+                f"无法启动文件解析进程({exc};{text}),文件未处理,仍留在 inbox 中",
+                hint="这是 refundflow 运行环境的问题:请检查 [parse] memory_mb 设置和系统内存,"
+                "或联系维护人员",
+            ) from None
         self._starts += 1
         log.debug("parser worker %s ready in %.0f ms", proc.pid, (time.monotonic() - started) * 1e3)
         return parent_conn
