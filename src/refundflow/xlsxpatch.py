@@ -25,6 +25,7 @@ Comments, CDATA sections and processing instructions are blanked out in a same-l
 from __future__ import annotations
 
 import io
+import math
 import posixpath
 import re
 import struct
@@ -1081,20 +1082,28 @@ def _new_sheet_xml(
     ns_rel = _NS_REL[1] if strict else _NS_REL[0]
     ncols = max((len(r) for r in rows), default=1) or 1
     widths = [8.0] * ncols
+    for row in rows:
+        for c, value in enumerate(row):
+            # Long explanations wrap in a column that still fits an A4 page across.
+            widths[c] = max(widths[c], min(_text_width(str(value)) + 2.0, 42.0 if wrap else 50.0))
     out_rows: list[str] = []
     for r, row in enumerate(rows):
         xf = header_xf if r == 0 else body_xf
         style = f' s="{xf}"' if xf else ""
         cells: list[str] = []
+        lines = 1
         for c, value in enumerate(row):
             text = str(value)
-            widths[c] = max(widths[c], min(_text_width(text) + 2.0, 60.0 if wrap else 50.0))
+            if wrap:
+                lines = max(lines, math.ceil(_text_width(text) / max(widths[c] - 2.0, 1.0)))
             ref = rc_to_cell(r, c)
             if text:
                 cells.append(f'<c r="{ref}"{style} t="inlineStr">{_inline_string(text)}</c>')
             elif style:
                 cells.append(f'<c r="{ref}"{style}/>')
-        out_rows.append(f'<row r="{r + 1}">{"".join(cells)}</row>')
+        # An explicit height: not every program fits wrapped rows when it opens the file.
+        height = f' ht="{15 * lines}" customHeight="1"' if lines > 1 else ""
+        out_rows.append(f'<row r="{r + 1}"{height}>{"".join(cells)}</row>')
     cols = "".join(
         f'<col min="{i + 1}" max="{i + 1}" width="{w:.1f}" customWidth="1"/>'
         for i, w in enumerate(widths)
@@ -1109,11 +1118,15 @@ def _new_sheet_xml(
     )
     xml = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        f'<worksheet xmlns="{ns_main}" xmlns:r="{ns_rel}"><dimension ref="A1:{last}"/>'
+        f'<worksheet xmlns="{ns_main}" xmlns:r="{ns_rel}">'
+        '<sheetPr><pageSetUpPr fitToPage="1"/></sheetPr>'
+        f'<dimension ref="A1:{last}"/>'
         f'<sheetViews><sheetView{tab} workbookViewId="0">{pane}</sheetView></sheetViews>'
         f'<sheetFormatPr defaultRowHeight="15"/><cols>{cols}</cols>'
         f"<sheetData>{''.join(out_rows)}</sheetData>"
-        '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>'
+        '<pageMargins left="0.5" right="0.5" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>'
+        # A4 landscape, one page wide: staff print the reasons next to the form.
+        '<pageSetup paperSize="9" orientation="landscape" fitToWidth="1" fitToHeight="0"/>'
         "</worksheet>"
     )
     return xml.encode("utf-8")
