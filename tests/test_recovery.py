@@ -45,3 +45,17 @@ def test_restart_releases_files_a_killed_run_held_aside(root: Path, run: Invoke)
             processor.close()
     assert sorted(p.name for p in inbox.iterdir()) == ["b.xlsx"]
     assert (inbox / "b.xlsx").read_bytes() == b"not processed yet"
+
+
+def test_a_file_taken_back_before_it_is_read_is_not_a_failure(root: Path) -> None:
+    from refundflow.cli import _handler
+
+    workspace = Workspace(root, load_config(root))
+    failures: list[str] = []
+    with ParserPool(memory_mb=512, timeout=20) as pool:
+        processor = Processor(workspace, clock=lambda: dt.datetime(2026, 11, 23, 9, 20), pool=pool)
+        try:
+            _handler(processor, failures)(root / "inbox" / "gone.xlsx")
+        finally:
+            processor.close()
+    assert failures == []

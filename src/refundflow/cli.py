@@ -166,6 +166,11 @@ def _handler(processor: Processor, failures: list[str]) -> Callable[[Path], None
     def handle(path: Path) -> None:
         try:
             _report(processor.process_file(path))
+        except FileNotFoundError:
+            if path.exists():
+                raise
+            # Taken back by whoever dropped it before we read it: nothing to answer.
+            log.info("%s was removed from inbox/ before it was read", path.name)
         except Exception:
             failures.append(path.name)
             raise  # the watcher logs it and retries the file later; the file stays in inbox
