@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .config import ROLE_NAMES, Config
 from .errors import Reason
-from .forms import FieldProblem, RefundForm
+from .forms import FieldProblem, RefundForm, field_label
 from .layout import (
     ALL_BLOCKS,
     APPROVE,
@@ -39,14 +39,6 @@ class Context:
     config: Config
     snapshot: dict[str, str] | None = None  # values accepted at the previous steps
     order_owner: tuple[str, Step] | None = None  # another form holding this order number
-
-
-def field_label(field: Field) -> str:
-    """The label staff read, with the block for the repeated block labels."""
-    if field.block is None:
-        return field.label
-    title = BLOCK_TITLES[field.block]
-    return title if field.label == title else f"{title}·{field.label}"
 
 
 def problem(form: RefundForm, name: str, reason: Reason, message: str) -> FieldProblem:
