@@ -59,3 +59,24 @@ def test_a_file_taken_back_before_it_is_read_is_not_a_failure(root: Path) -> Non
         finally:
             processor.close()
     assert failures == []
+
+
+def test_restart_never_deletes_what_someone_is_uploading_into_the_inbox(
+    root: Path, run: Invoke
+) -> None:
+    upload = root / "inbox" / ".form.xlsx.part"  # an uploader's temporary, not ours
+    upload.write_bytes(b"half of someone's upload")
+    ours = root / "outbox" / "tech" / ".TKD20261123-001.xlsx.4242.part"  # a killed delivery
+    ours.write_bytes(b"half a delivery")
+    theirs = root / "outbox" / "tech" / ".notes.part"
+    theirs.write_bytes(b"a person's file")
+    workspace = Workspace(root, load_config(root))
+    with ParserPool(memory_mb=512, timeout=20) as pool:
+        processor = Processor(workspace, clock=lambda: dt.datetime(2026, 11, 23, 9, 20), pool=pool)
+        try:
+            processor.recover()
+        finally:
+            processor.close()
+    assert upload.read_bytes() == b"half of someone's upload"
+    assert theirs.exists()
+    assert not ours.exists()

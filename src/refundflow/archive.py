@@ -17,6 +17,7 @@ RECEIVED = "received"
 SENT = "sent"
 ORPHANS = "orphans"
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+_OUR_PARTIAL = re.compile(r"^\..+\.\d+\.part$")  # what place_new writes aside: .<name>.<pid>.part
 
 
 def sha256(data: bytes) -> str:
@@ -87,11 +88,14 @@ def write_exclusive(dest: Path, data: bytes) -> Path:
 def remove_partial_writes(folder: Path) -> int:
     """Delete temp files a killed process left behind in ``folder`` (see :func:`place_new`).
 
-    Safe only under the workspace lock: then no live process is writing one. Their content
-    is still in the archive or the inbox, so nothing is lost.
+    Safe only under the workspace lock, and only in folders place_new writes to (never the
+    inbox, where such a name may be someone's upload in progress). Their content is still in
+    the archive or the inbox, so nothing is lost.
     """
     removed = 0
     for path in folder.glob(".*.part"):
+        if not _OUR_PARTIAL.match(path.name):
+            continue
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed += 1

@@ -151,8 +151,9 @@ class Processor:
                 _put_back(hold, self.ws.inbox / original)
 
     def _remove_partial_writes(self) -> None:
+        # Only where place_new writes: never the inbox, which holds what people dropped.
         folders = [
-            *self.ws.folders(),
+            *(folder for folder in self.ws.folders() if folder != self.ws.inbox),
             *(self.ws.sheets / "archive").glob("*/*"),
             *(self.ws.sheets / "归档").glob("*"),
         ]
@@ -564,6 +565,8 @@ def _put_back(hold: Path, original: Path) -> None:
             continue
         hold.unlink()
         return
+    # Left hidden it would never be processed: better fail loudly and keep it.
+    raise FileExistsError(f"no free name in inbox/ to put {hold.name} back as {original.name}")
 
 
 def _returned_name(name: str) -> str:
