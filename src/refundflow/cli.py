@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import logging
 import signal
-import sys
 import threading
 import time
 import unicodedata
@@ -21,6 +20,7 @@ from typing import Any
 
 import click
 
+from .calendar import WorkCalendar
 from .config import ROLE_NAMES, load_config
 from .errors import RefundflowError
 from .ledger import Ledger, iso
@@ -325,8 +325,6 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
 def _show_form(
     ledger: Ledger, workspace: Workspace, form_no: str, *, now: dt.datetime, as_json: bool
 ) -> None:
-    from .calendar import WorkCalendar
-
     row = ledger.form(form_no)
     if row is None:
         raise RefundflowError(
@@ -407,9 +405,5 @@ def rebuild(obj: dict[str, Any], root: Path) -> None:
     click.echo(f"已从存档重放 {count} 个文件,账本已重建")
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
+if __name__ == "__main__":  # python -m refundflow.cli (used by the tests' subprocesses)
     cli(prog_name="refundflow")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(cli())

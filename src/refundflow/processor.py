@@ -38,7 +38,7 @@ from .archive import (
 )
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES
-from .errors import FileRejected, Reason, RefundflowError
+from .errors import FileRejected, Reason
 from .forms import FieldProblem, FormReading, read_form
 from .layout import FIELDS_BY_NAME, HISTORY_SHEET, REFUND_TEMPLATE_FILE
 from .ledger import FormUpdate, Ledger, NewEvent, iso
@@ -606,6 +606,3 @@ def _reply_text(name: str, now: dt.datetime, what: str, hint: str) -> bytes:
     ]
     # CRLF and a BOM so Notepad on the office PCs shows the Chinese text correctly.
     return "\r\n".join(lines).encode("utf-8-sig")
-
-
-__all__ = ["Inspection", "Outcome", "Processor", "RefundflowError", "Result", "inspect_workbook"]

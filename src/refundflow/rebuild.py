@@ -46,12 +46,11 @@ def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | No
             old.close()
         for suffix in ("", "-wal", "-shm"):
             ledger_path.with_name(ledger_path.name + suffix).unlink(missing_ok=True)
-    moment = [dt.datetime.min]
-    processor = Processor(workspace, clock=lambda: moment[0], pool=pool, deliver=False)
+    # replay() passes each file's own arrival time; the clock is never read while rebuilding.
+    processor = Processor(workspace, clock=dt.datetime.now, pool=pool, deliver=False)
     count = 0
     try:
         for at, name, path in archived_receipts(workspace.sheets):
-            moment[0] = at
             processor.replay(path, at, name)
             count += 1
     finally:

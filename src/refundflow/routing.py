@@ -72,7 +72,6 @@ BLOCK_FILLED_AT: dict[Step, str | None] = {
     Step.AT_ADMIN: "admin",
 }
 FINANCE_STEPS = (Step.AT_CASHIER, Step.AT_ACCOUNTANT, Step.AT_DIRECTOR, Step.AT_PRESIDENT)
-CUSTOMER_FEEDBACK_STEPS = (Step.TECH_REFUSED, Step.REFUNDED, Step.FINANCE_RETURNED)
 
 # The columns of 客服退单统计表 that a hand-off fills.
 STAMP_TECH = "提交技术部时间"
