@@ -163,6 +163,18 @@ class RefundForm:
 class FormReading:
     form: RefundForm
     problems: tuple[FieldProblem, ...]
+    history_rows: int | None = None  # entries in our 流转记录 sheet; None when it has none
+
+
+def _history_rows(wb: calamine.CalamineWorkbook, sheet_names: list[str]) -> int | None:
+    """How many hand-offs the workbook's 流转记录 sheet lists (stale-copy detection)."""
+    if layout.HISTORY_SHEET not in sheet_names:
+        return None
+    try:
+        rows = wb.get_sheet_by_name(layout.HISTORY_SHEET).to_python(skip_empty_area=False)
+    except _CALAMINE_ERRORS:
+        return None
+    return max(0, sum(1 for r in rows if any(v not in ("", None) for v in r)) - 1)
 
 
 def _block_attr(f: Field) -> str:
@@ -582,4 +594,4 @@ def read_form(data: bytes) -> FormReading:
         located_by="labels" if used_labels or not named else "names",
         raw=raw,
     )
-    return FormReading(form, tuple(problems))
+    return FormReading(form, tuple(problems), _history_rows(wb, sheet_names))

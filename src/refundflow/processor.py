@@ -16,7 +16,6 @@ attempt are moved aside as orphans, so a rebuild replays each received file exac
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import os
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from .calendar import WorkCalendar
 from .config import ROLE_NAMES
 from .errors import FileRejected, Reason
 from .forms import FieldProblem, FormReading, read_form
-from .layout import FIELDS_BY_NAME, HISTORY_SHEET, REFUND_TEMPLATE_FILE
+from .layout import FIELDS_BY_NAME, REFUND_TEMPLATE_FILE
 from .ledger import FormUpdate, Ledger, NewEvent, iso
 from .routing import STEP_NAMES, WAITING_ON, Step, fill_was_late, next_step
 from .sandbox import ParserPool
@@ -75,27 +74,6 @@ class Result:
     to_role: str | None = None
     delivered: tuple[Path, ...] = ()
     problems: tuple[FieldProblem, ...] = field(default=())
-
-
-@dataclass(frozen=True)
-class Inspection:
-    """What the sandboxed reader learns about a workbook."""
-
-    reading: FormReading
-    history_rows: int | None  # rows in our 流转记录 sheet (without header); None if absent
-
-
-def inspect_workbook(data: bytes) -> Inspection:
-    """Runs in the sandbox worker: read the form and count the routing history rows."""
-    import python_calamine
-
-    reading = read_form(data)
-    history: int | None = None
-    book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
-    if HISTORY_SHEET in book.sheet_names:
-        rows = book.get_sheet_by_name(HISTORY_SHEET).to_python(skip_empty_area=False)
-        history = max(0, sum(1 for r in rows if any(v not in ("", None) for v in r)) - 1)
-    return Inspection(reading, history)
 
 
 @dataclass
@@ -247,23 +225,23 @@ class Processor:
                 name, sha, now, data, sniffed.description, sniffed.hint, sniffed.reason
             )
         try:
-            inspection = self.pool.run(inspect_workbook, data, while_waiting=while_reading)
+            reading = self.pool.run(read_form, data, while_waiting=while_reading)
         except FileRejected as exc:
             return self._reject(name, sha, now, data, exc.message, exc.hint, exc.reason)
         try:
-            return self._route_known(name, data, sha, now, inspection)
+            return self._route_known(name, data, sha, now, reading)
         except PatchError as exc:
             # Readable, but our sheets cannot be written into it (e.g. 编号 holds a formula).
             return self._reject(name, sha, now, data, exc.message, exc.hint, exc.reason)
 
     def _route_known(
-        self, name: str, data: bytes, sha: str, now: dt.datetime, inspection: Inspection
+        self, name: str, data: bytes, sha: str, now: dt.datetime, reading: FormReading
     ) -> _Plan:
         """Route a readable refund form according to the ledger's view of it."""
-        form = inspection.reading.form
+        form = reading.form
         row = self.ledger.form(form.form_no) if form.form_no else None
         if row is None:
-            return self._route(name, data, sha, now, inspection, Step.NEW, None)
+            return self._route(name, data, sha, now, reading, Step.NEW, None)
         step = Step(row.step)
         if step is Step.CLOSED:
             return self._reject(
@@ -277,7 +255,7 @@ class Processor:
             )
         stale = self.ledger.sent_copy(sha)
         is_stale = (stale is not None and sha != row.last_sent_sha) or (
-            inspection.history_rows is not None and inspection.history_rows < row.transitions
+            reading.history_rows is not None and reading.history_rows < row.transitions
         )
         if is_stale:
             role = WAITING_ON[step]
@@ -292,7 +270,7 @@ class Processor:
                 Reason.STALE_COPY,
                 form_no=row.form_no,
             )
-        return self._route(name, data, sha, now, inspection, step, row.snapshot)
+        return self._route(name, data, sha, now, reading, step, row.snapshot)
 
     def _route(
         self,
@@ -300,11 +278,10 @@ class Processor:
         data: bytes,
         sha: str,
         now: dt.datetime,
-        inspection: Inspection,
+        reading: FormReading,
         step: Step,
         snapshot: dict[str, str] | None,
     ) -> _Plan:
-        reading = inspection.reading
         form = reading.form
         owner = None
         if step is Step.NEW and form.order_no:
