@@ -207,6 +207,8 @@ def process(obj: dict[str, Any], root: Path) -> None:
         raise click.ClickException(
             f"{len(set(failures))} 个文件处理失败,仍留在 inbox/ 中:"
             + "、".join(sorted(set(failures)))
+            + "\n处理办法:文件没有丢失,下次运行会再处理;用 refundflow -v process 查看详细原因,"
+            "或联系维护人员"
         )
 
 
