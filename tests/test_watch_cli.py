@@ -56,6 +56,15 @@ class Watch:
         """The ``[已流转] name: ...`` lines printed so far, one per handled file."""
         return [line for line in self.stdout.splitlines() if line.startswith("[")]
 
+    def reports_when(self, count: int) -> list[str]:
+        """The report lines, once ``count`` have been printed (or the timeout passed).
+
+        The line is printed after the file has left the inbox, so a test that saw the folders
+        settle must still wait for it.
+        """
+        wait_until(lambda: len(self.reports()) >= count)
+        return self.reports()
+
     def started(self) -> bool:
         """Holding the workspace lock and watching (or already dead: the caller asserts)."""
         return "正在监视" in self.stdout or self.proc.poll() is not None
@@ -237,7 +246,8 @@ def test_watch_with_polling_routes_a_form(root: Path, tmp_path: Path) -> None:
         drop_whole(root, "form.xlsx", make_form())
         assert wait_until(lambda: (root / "outbox" / "tech" / FILE).exists()), watch.describe()
         assert wait_until(lambda: files(root / "inbox") == []), watch.describe()
-        assert watch.reports() == [f"[已流转] form.xlsx: {FORM} → 技术部(待技术部核实)"]
+        reports = watch.reports_when(1)
+        assert reports == [f"[已流转] form.xlsx: {FORM} → 技术部(待技术部核实)"], watch.describe()
         assert watch.terminate() == 0, watch.describe()
     assert watch.stdout.splitlines()[-1] == "已停止监视"
 
@@ -275,7 +285,7 @@ def test_handles_slow_write(root: Path, tmp_path: Path) -> None:
         assert files(root / "outbox" / "tech") == [FILE], watch.describe()
         assert (root / "outbox" / "tech" / FILE).stat().st_size > 0
         assert files(root / "outbox" / "rejected") == [], watch.describe()
-        reports = watch.reports()
+        reports = watch.reports_when(1)
         assert reports == [f"[已流转] form.xlsx: {FORM} → 技术部(待技术部核实)"], watch.describe()
         assert not any("[已拒收]" in line for line in reports)
 
@@ -300,7 +310,7 @@ def test_handles_write_temp_then_rename(root: Path, tmp_path: Path) -> None:
         assert wait_until(lambda: files(inbox) == []), watch.describe()
         assert files(tech) == [FILE, "TKD20261123-002.xlsx"], watch.describe()
         assert files(root / "outbox" / "rejected") == [], watch.describe()
-        assert watch.reports() == [
+        assert watch.reports_when(2) == [
             f"[已流转] marker.xlsx: {FORM} → 技术部(待技术部核实)",
             "[已流转] form.xlsx: TKD20261123-002 → 技术部(待技术部核实)",
         ], watch.describe()
@@ -325,7 +335,7 @@ def test_lock_file_present_holds_the_form(root: Path, tmp_path: Path) -> None:
         lock.unlink()  # LibreOffice closed it
         assert wait_until(lambda: files(inbox) == []), watch.describe()
         assert files(tech) == [FILE, "TKD20261123-002.xlsx"], watch.describe()
-        assert watch.reports() == [
+        assert watch.reports_when(2) == [
             f"[已流转] later.xlsx: {FORM} → 技术部(待技术部核实)",
             "[已流转] form.xlsx: TKD20261123-002 → 技术部(待技术部核实)",
         ], watch.describe()
