@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -106,20 +105,11 @@ def alive(pid: int) -> bool:
 # --- tests ----------------------------------------------------------------------------------------
 
 
-def test_round_trip_and_overhead(pool: ParserPool) -> None:
+def test_round_trips_answer_each_call_in_order(pool: ParserPool) -> None:
+    # The overhead of a call is measured by bench/bench_sandbox.py, not here.
     assert pool.run(echo, {"金额": 128.5}) == {"金额": 128.5}
-    samples = []
-    for i in range(2000):
-        start = time.perf_counter()
-        pool.run(echo, i)
-        samples.append(time.perf_counter() - start)
-    median = statistics.median(samples)
-    log.info(
-        "ParserPool.run overhead: median %.0f us, p99 %.0f us",
-        median * 1e6,
-        sorted(samples)[int(len(samples) * 0.99)] * 1e6,
-    )
-    assert median < 1e-3
+    assert [pool.run(echo, i) for i in range(2000)] == list(range(2000))
+    assert pool.restarts == 0
 
 
 def test_refundflow_error_comes_back_as_itself(pool: ParserPool) -> None:
@@ -269,7 +259,6 @@ def test_every_corpus_file_through_the_pool() -> None:
     assert outcomes["sheetjs__Attendance.xlsx"] == 1
     for name in ABORTS:
         assert outcomes[name] is Reason.PARSER_CRASHED
-    assert elapsed < 60
     assert descendants_in_state("Z") == []
 
 

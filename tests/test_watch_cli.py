@@ -169,10 +169,7 @@ def test_form_travels_the_whole_route_with_watch_running(
         closed = root / "refundsheets" / "归档" / "2026-11" / FILE
         hand_on(FILE, edit_form(take(root, "admin", FILE), followup), closed)
 
-        started = time.monotonic()
-        assert watch.terminate() == 0, watch.describe()
-        stopped_in = time.monotonic() - started
-    assert stopped_in < 5.0, f"SIGTERM took {stopped_in:.1f} s"
+        assert watch.terminate() == 0, watch.describe()  # within STOP_TIMEOUT
 
     assert watch.stdout.splitlines() == [
         f"正在监视 {inbox.resolve()}(按 Ctrl-C 停止)",

