@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     sha        TEXT NOT NULL,
     done       INTEGER NOT NULL DEFAULT 0
 );
+-- Every processed file looks up its own deliveries and, at restart, the unfinished receipts:
+-- without these, each lookup scans every row the ledger ever recorded.
+CREATE INDEX IF NOT EXISTS deliveries_receipt ON deliveries(receipt_id);
+CREATE INDEX IF NOT EXISTS receipts_unfinished ON receipts(state) WHERE state != 'done';
 """
 
 
@@ -263,8 +267,14 @@ class Ledger:
         return {r[0] for r in self._db.execute("SELECT archive FROM receipts")}
 
     def forms_created_on(self, prefix: str) -> int:
+        """How many form numbers start with ``prefix`` (e.g. ``TKD20261123-``).
+
+        A range over the primary key rather than ``LIKE``, which SQLite answers by scanning
+        every form ever recorded.
+        """
+        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first string past the prefix
         row = self._db.execute(
-            "SELECT COUNT(*) FROM forms WHERE form_no LIKE ?", (prefix + "%",)
+            "SELECT COUNT(*) FROM forms WHERE form_no >= ? AND form_no < ?", (prefix, after)
         ).fetchone()
         return int(row[0])
 

@@ -1,0 +1,97 @@
+"""The SQLite ledger: per-file work stays indexed however long the ledger has been in use."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from refundflow.config import load_config
+from refundflow.ledger import FormUpdate, Ledger, NewEvent
+from refundflow.processor import Processor
+from refundflow.sandbox import ParserPool
+from refundflow.workspace import Workspace
+
+from conftest import block, drop, edit_form, make_form, take
+
+AT = dt.datetime(2026, 11, 23, 9, 10)
+
+
+def new_form(ledger: Ledger, form_no: str, order_no: str) -> None:
+    ledger.record(
+        event=NewEvent(AT, "accepted", f"{order_no}.xlsx", order_no, form_no=form_no),
+        receipt=(f"{order_no}.xlsx", 1, 0, f"archive/{order_no}"),
+        update=FormUpdate(form_no, order_no, "tech", "tech", AT, "268.50", {}, closed=False),
+        deliveries=[],
+        sent_shas=[],
+    )
+
+
+@pytest.mark.parametrize(
+    ("numbers", "prefix", "expected"),
+    [
+        pytest.param([], "TKD20261123-", 0, id="none-yet"),
+        pytest.param(
+            ["TKD20261123-001", "TKD20261123-002", "TKD20261124-001", "TKD20261122-009"],
+            "TKD20261123-",
+            2,
+            id="only-that-day",
+        ),
+        pytest.param(["tkd20261123-001"], "TKD20261123-", 0, id="case-sensitive"),
+        pytest.param(["TKD20261123.001", "TKD20261123-"], "TKD20261123-", 1, id="boundaries"),
+    ],
+)
+def test_forms_created_on_counts_one_prefix(
+    tmp_path: Path, numbers: list[str], prefix: str, expected: int
+) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    for i, form_no in enumerate(numbers):
+        new_form(ledger, form_no, f"TK{i:010d}")
+    assert ledger.forms_created_on(prefix) == expected
+    ledger.close()
+
+
+def plans(db_path: Path, statements: list[str]) -> dict[str, list[str]]:
+    """EXPLAIN QUERY PLAN of every statement that reads rows, as SQLite would run it."""
+    db = sqlite3.connect(db_path)
+    try:
+        result = {}
+        for sql in statements:
+            head = sql.lstrip().split(None, 1)[0].upper()
+            if head in {"SELECT", "UPDATE", "DELETE"}:
+                rows = db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+                result[sql] = [row[-1] for row in rows]
+        return result
+    finally:
+        db.close()
+
+
+def test_processing_a_file_never_scans_a_whole_table(root: Path) -> None:
+    """A year of files must not make each new file slower: every lookup uses an index."""
+    workspace = Workspace(root, load_config(root))
+    statements: list[str] = []
+    clock = [dt.datetime(2026, 11, 23, 9, 10)]
+    with ParserPool(memory_mb=512, timeout=20) as pool:
+        processor = Processor(workspace, clock=lambda: clock[0], pool=pool)
+        processor.recover()
+        processor.ledger._db.set_trace_callback(statements.append)
+        drop(root, "new.xlsx", make_form())  # a new form, numbered
+        processor.process_file(root / "inbox" / "new.xlsx")
+        tech = block("tech", "王五", dt.datetime(2026, 11, 23, 9, 12))
+        clock[0] = dt.datetime(2026, 11, 23, 9, 15)
+        drop(root, "tech.xlsx", edit_form(take(root, "tech", "TKD20261123-001.xlsx"), tech))
+        processor.process_file(root / "inbox" / "tech.xlsx")  # an existing form moves on
+        drop(root, "again.xlsx", make_form())  # the same bytes again: a duplicate
+        processor.process_file(root / "inbox" / "again.xlsx")
+        processor.ledger._db.set_trace_callback(None)
+        processor.close()
+
+    assert any("INSERT INTO deliveries" in s for s in statements)  # the trace saw the work
+    scans = {
+        sql: plan
+        for sql, plan in plans(workspace.ledger_path, statements).items()
+        if any(step.startswith("SCAN") for step in plan)
+    }
+    assert scans == {}
