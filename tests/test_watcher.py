@@ -511,7 +511,7 @@ def test_stop_returns_promptly(inbox: Path, recorder: Recorder) -> None:
     thread.start()
     assert wait_until(lambda: watcher.pending() == ["form.xlsx"])
     stop.set()
-    # Far below what the loop would otherwise sleep: rescan_seconds (1000) or the file's backoff.
+    # Far below what the loop could otherwise sleep: rescan_seconds (1000), backoff (up to 60).
     thread.join(timeout=5)
     assert not thread.is_alive()
 
