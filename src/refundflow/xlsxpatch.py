@@ -139,7 +139,8 @@ def _has_pair(text: str, pair: str, start: int) -> bool:
         if text[i - 1] == pair[0]:
             return True
         i = text.find(pair[1], i + 1)
-    return text.find(pair, i - 1) != -1  # many candidates (formulas are full of "!")
+    # Many candidates (formulas are full of "!"): search the rest for the pair itself.
+    return i != -1 and text.find(pair, i - 1) != -1
 
 
 def _unescape(value: str) -> str:
