@@ -7,7 +7,8 @@ from pathlib import Path
 
 from refundflow.archive import sha256
 from refundflow.config import load_config
-from refundflow.processor import Processor, _remove_if_unchanged
+from refundflow.inboxfile import remove_if_unchanged
+from refundflow.processor import Processor
 from refundflow.sandbox import ParserPool
 from refundflow.workspace import Workspace
 
@@ -17,7 +18,7 @@ from conftest import Invoke, drop, make_form
 def test_a_version_saved_during_processing_is_put_back_not_deleted(tmp_path: Path) -> None:
     path = tmp_path / "form.xlsx"
     path.write_bytes(b"the version someone saved meanwhile")
-    _remove_if_unchanged(path, sha256(b"the version that was processed"))
+    remove_if_unchanged(path, sha256(b"the version that was processed"), None)
     assert path.read_bytes() == b"the version someone saved meanwhile"
     assert [p.name for p in tmp_path.iterdir()] == ["form.xlsx"]
 
@@ -25,7 +26,7 @@ def test_a_version_saved_during_processing_is_put_back_not_deleted(tmp_path: Pat
 def test_the_processed_version_is_removed(tmp_path: Path) -> None:
     path = tmp_path / "form.xlsx"
     path.write_bytes(b"processed")
-    _remove_if_unchanged(path, sha256(b"processed"))
+    remove_if_unchanged(path, sha256(b"processed"), None)
     assert list(tmp_path.iterdir()) == []
 
 

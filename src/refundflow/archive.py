@@ -11,6 +11,8 @@ import hashlib
 import os
 import re
 import time
+import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 RECEIVED = "received"
@@ -24,10 +26,61 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def safe_name(name: str) -> str:
-    """A file name that is safe on Windows shares too (staff name files freely)."""
-    cleaned = _UNSAFE.sub("_", name).strip(" .")
-    return cleaned or "未命名"
+#: Longest name (UTF-8 bytes) we give a file: the archive adds a 49-byte prefix, an outbox copy
+#: " (nn)" and ".退回原因.txt", and most file systems stop at 255 bytes.
+MAX_NAME_BYTES = 180
+
+
+def safe_name(name: str, *, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """A file name that is safe on Windows shares too (staff name files freely).
+
+    NFC-normalised (a name typed on a Mac and the same name typed on Windows are one name) and
+    at most ``max_bytes`` long: a longer name keeps its start, a short hash of the whole name
+    and its extension, so two long names that differ only at the end stay apart.
+    """
+    cleaned = unicodedata.normalize("NFC", _UNSAFE.sub("_", name)).strip(" .")
+    return fit_name(cleaned or "未命名", max_bytes)
+
+
+def fit_name(name: str, max_bytes: int) -> str:
+    """``name`` itself if it fits in ``max_bytes`` of UTF-8, else ``start~hash.ext``."""
+    if len(name.encode()) <= max_bytes:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > 8:
+        stem, ext = name, ""
+    tail = f"~{hashlib.sha256(name.encode()).hexdigest()[:8]}" + (f".{ext}" if ext else "")
+    start = stem.encode()[: max_bytes - len(tail.encode())].decode("utf-8", "ignore")
+    return start + tail
+
+
+def name_key(name: str) -> str:
+    """Names equal under this key look the same to a person (and to Windows): never both."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def numbered(dest: Path, n: int) -> Path:
+    """``dest`` for n == 1, else ``stem (n).suffix``: the way Windows names copies."""
+    return dest if n == 1 else dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
+
+
+def free_names(dest: Path, *companions: str) -> Iterator[Path]:
+    """Candidates ``dest``, ``dest (2)`` … whose own name and ``name + companion`` are free.
+
+    A name counts as taken when an entry of the folder looks the same to a person (differs
+    only in letter case or Unicode normalisation). The folder is listed once; callers still
+    create the file exclusively, since another process may take a name in the meantime.
+    """
+    try:
+        taken = {name_key(n) for n in os.listdir(dest.parent)}
+    except FileNotFoundError:
+        taken = set()
+    for n in range(1, 10_000):
+        candidate = numbered(dest, n)
+        names = [candidate.name, *(candidate.name + c for c in companions)]
+        if not any(name_key(x) in taken for x in names):
+            yield candidate
+    raise FileExistsError(f"no free name for {dest}")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -46,14 +99,15 @@ def place_new(dest: Path, data: bytes, *, durable: bool = True) -> Path:
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.{os.getpid()}.part"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
     try:
+        # Inside the try: a full disk mid-write must not leave the .part behind.
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         for n in range(1, 10_000):
-            candidate = dest if n == 1 else dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
+            candidate = numbered(dest, n)
             try:
                 os.link(tmp, candidate)
             except FileExistsError:
@@ -75,12 +129,19 @@ def write_exclusive(dest: Path, data: bytes) -> Path:
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
-        candidate = dest if n == 1 else dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
+        candidate = numbered(dest, n)
         try:
-            with open(candidate, "xb") as fh:
-                fh.write(data)
+            fh = open(candidate, "xb")  # noqa: SIM115 - closed below, removed if the write fails
         except FileExistsError:
             continue
+        try:
+            with fh:
+                fh.write(data)
+        except BaseException:
+            # A full disk: no half-written archive copy with a name that looks whole.
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+            raise
         return candidate
     raise FileExistsError(f"no free name for {dest}")
 
@@ -102,18 +163,20 @@ def remove_partial_writes(folder: Path) -> int:
     return removed
 
 
-def place_exact(dest: Path, data: bytes, *, durable: bool = True) -> bool:
-    """Put ``data`` exactly at ``dest`` unless it is already there with the same bytes.
+def place_exact(dest: Path, data: bytes, *, durable: bool = True) -> Path:
+    """Put ``data`` at ``dest`` unless it is already there with the same bytes; return where.
 
-    Returns False when a *different* file holds the name (the caller picks another name).
-    Idempotent, so a delivery interrupted by a crash can simply be done again.
+    Idempotent, so a delivery interrupted by a crash can simply be done again. When a
+    *different* file has taken the name since it was chosen, the bytes go to ``dest (2)`` …:
+    never over someone else's file.
     """
-    if dest.exists():
+    if dest.is_file():
         try:
-            return dest.read_bytes() == data
+            if dest.read_bytes() == data:
+                return dest
         except OSError:
-            return False
-    return place_new(dest, data, durable=durable) == dest
+            pass
+    return place_new(dest, data, durable=durable)
 
 
 def archive_path(sheets: Path, kind: str, at: dt.datetime, sha: str, name: str) -> Path:

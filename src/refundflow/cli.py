@@ -22,7 +22,7 @@ import click
 
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES, load_config
-from .errors import RefundflowError
+from .errors import RefundflowError, storage_error
 from .ledger import Ledger, iso
 from .processor import Outcome, Processor, Result
 from .routing import STEP_NAMES, Step
@@ -52,6 +52,9 @@ def _errors() -> Iterator[None]:
         if exc.hint:
             message += f"\n处理办法:{exc.hint}"
         raise click.ClickException(message) from exc
+    except OSError as exc:  # a full disk or an unwritable folder at start-up: no traceback
+        error = storage_error(exc, doing="准备工作区")
+        raise click.ClickException(f"错误:{error.message}\n处理办法:{error.hint}") from exc
 
 
 def _parse_now(
@@ -141,7 +144,11 @@ def _report(result: Result) -> None:
         Outcome.DUPLICATE: "重复件",
         Outcome.RECOVERED: "已恢复",
     }
+    if result.outcome is Outcome.WAITING:
+        return  # still being written: it is answered when complete, nothing to say yet
     click.echo(f"[{marks[result.outcome]}] {result.file_name}: {result.message}")
+    if result.pending and result.outcome is not Outcome.RECOVERED:
+        click.echo(f"  投递失败,稍后自动重试:{';'.join(result.pending)}")
 
 
 @contextmanager
@@ -171,6 +178,12 @@ def _handler(processor: Processor, failures: list[str]) -> Callable[[Path], None
                 raise
             # Taken back by whoever dropped it before we read it: nothing to answer.
             log.info("%s was removed from inbox/ before it was read", path.name)
+        except RefundflowError as exc:
+            # Disk full, a folder we cannot write, a file we cannot read: say so in Chinese,
+            # leave the file where it is; the watcher tries it again later.
+            failures.append(path.name)
+            text = f"[未处理] {path.name}: 错误:{exc.message}"
+            click.echo(text + (f"\n  处理办法:{exc.hint}" if exc.hint else ""), err=True)
         except Exception:
             failures.append(path.name)
             raise  # the watcher logs it and retries the file later; the file stays in inbox
@@ -201,8 +214,14 @@ def process(obj: dict[str, Any], root: Path) -> None:
                 timeout=max(60.0, workspace.config.stable_seconds * 10), give_up_on_failure=True
             )
             waiting = [name for name in watcher.pending() if name not in failures]
+            pending = processor.pending_deliveries()
     if waiting:
         click.echo(f"仍在 inbox/ 中等待(文件未保存完或被占用,下次再处理):{'、'.join(waiting)}")
+    if pending:
+        click.echo(
+            f"{len(pending)} 个文件未能投递(目标文件夹无法写入),已存档,下次运行时自动重试:"
+            + "、".join(_relative(Path(d.dest), workspace.root) for d in pending)
+        )
     if failures:
         raise click.ClickException(
             f"{len(set(failures))} 个文件处理失败,仍留在 inbox/ 中:"
@@ -231,19 +250,49 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
         workspace = _workspace(root)
         stop = threading.Event()
         with _stop_on_sigterm(stop), _processor(workspace, obj["clock"], "watch") as processor:
+            busy = threading.Lock()  # one file or one retry at a time: the ledger is not shared
+            handle = _handler(processor, [])
+
+            def handle_one(path: Path) -> None:
+                with busy:
+                    handle(path)
+
             watcher = InboxWatcher(
                 workspace.inbox,
-                _handler(processor, []),
+                handle_one,
                 stable_seconds=workspace.config.stable_seconds,
                 rescan_seconds=workspace.config.rescan_seconds,
                 polling=polling,
             )
+            retrying = threading.Thread(
+                target=_retry_deliveries,
+                args=(processor, busy, stop, workspace.config.rescan_seconds),
+                name="refundflow-retry",
+                daemon=True,
+            )
+            retrying.start()
             click.echo(f"正在监视 {workspace.inbox}(按 Ctrl-C 停止)")
             try:
                 watcher.run(stop)
             except KeyboardInterrupt:
                 stop.set()
+            retrying.join()
     click.echo("已停止监视")
+
+
+def _retry_deliveries(
+    processor: Processor, busy: threading.Lock, stop: threading.Event, every: float
+) -> None:
+    """Deliver again, every rescan interval, what a folder that could not be written held up."""
+    while not stop.wait(every):
+        try:
+            with busy:
+                results = processor.retry_deliveries()
+        except Exception:
+            log.exception("retrying deliveries failed; trying again later")
+            continue
+        for result in results:
+            _report(result)
 
 
 @contextmanager
@@ -257,6 +306,13 @@ def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _width(text: str) -> int:
@@ -296,11 +352,16 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
                 _show_form(ledger, workspace, form_no, now=now, as_json=as_json)
                 return
             forms = open_forms(ledger, now=now, config=workspace.config)
+            pending = ledger.pending_deliveries()
         finally:
             ledger.close()
     if as_json:
         click.echo(json.dumps([f.to_json() for f in forms], ensure_ascii=False, indent=2))
         return
+    if pending:
+        click.echo("未能投递的文件(已存档,目标文件夹可写后自动补发):")
+        for delivery in pending:
+            click.echo(f"  {_relative(Path(delivery.dest), workspace.root)}")
     if not forms:
         click.echo("没有未办结的退款单")
         return

@@ -6,6 +6,7 @@ written for the office staff who read them: what is wrong, where, how to fix it.
 
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
 
 
@@ -46,6 +47,13 @@ class Reason(StrEnum):
     NOT_APPROVED = "not_approved"
     FILLED_TOO_EARLY = "filled_too_early"
     ALREADY_RECEIVED = "already_received"
+    FOREIGN_FORM_NO = "foreign_form_no"
+    # what sits in inbox/, and where we write
+    NOT_A_FILE = "not_a_file"
+    UNREADABLE = "unreadable"
+    STORAGE_FULL = "storage_full"
+    STORAGE_DENIED = "storage_denied"
+    STORAGE_FAILED = "storage_failed"
 
 
 class RefundflowError(Exception):
@@ -86,3 +94,31 @@ class FormReadError(FileRejected):
     """A workbook that looks like ours but cannot be read as a form."""
 
     reason = Reason.FOREIGN_WORKBOOK
+
+
+class StorageError(RefundflowError):
+    """The workspace cannot be written (disk full, no permission): the file stays in inbox/."""
+
+    reason = Reason.STORAGE_FAILED
+
+
+def os_problem(exc: OSError) -> str:
+    """What went wrong with a file, in a few Chinese words (no path)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "磁盘已满"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "没有写入权限"
+    return f"出错({exc.strerror or exc})"
+
+
+def storage_error(exc: OSError, *, doing: str) -> StorageError:
+    """A Chinese message for an OSError met while ``doing`` something with a file."""
+    where = f"({exc.filename})" if exc.filename else ""
+    kept = "文件没有丢失,仍留在 inbox 中(或已存档),问题解决后会自动再处理"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason, hint = Reason.STORAGE_FULL, f"请清理服务器磁盘空间;{kept}"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason, hint = Reason.STORAGE_DENIED, f"请让运行 refundflow 的账户可以写入该文件夹;{kept}"
+    else:
+        reason, hint = Reason.STORAGE_FAILED, f"请检查该文件夹和磁盘;{kept}"
+    return StorageError(f"{doing}时{os_problem(exc)}{where}", reason=reason, hint=hint)

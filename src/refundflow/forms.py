@@ -164,17 +164,28 @@ class FormReading:
     form: RefundForm
     problems: tuple[FieldProblem, ...]
     history_rows: int | None = None  # entries in our 流转记录 sheet; None when it has none
+    copy_token: str | None = None  # the 副本凭证 our last routed copy carried, if any
 
 
-def _history_rows(wb: calamine.CalamineWorkbook, sheet_names: list[str]) -> int | None:
-    """How many hand-offs the workbook's 流转记录 sheet lists (stale-copy detection)."""
+def _history(
+    wb: calamine.CalamineWorkbook, sheet_names: list[str]
+) -> tuple[int | None, str | None]:
+    """How many hand-offs the 流转记录 sheet lists, and the copy token in its header row."""
     if layout.HISTORY_SHEET not in sheet_names:
-        return None
+        return None, None
     try:
         rows = wb.get_sheet_by_name(layout.HISTORY_SHEET).to_python(skip_empty_area=False)
     except _CALAMINE_ERRORS:
-        return None
-    return max(0, sum(1 for r in rows if any(v not in ("", None) for v in r)) - 1)
+        return None, None
+    token = next(
+        (
+            v.removeprefix(layout.COPY_TOKEN_LABEL).strip()
+            for v in (rows[0] if rows else ())
+            if isinstance(v, str) and v.startswith(layout.COPY_TOKEN_LABEL)
+        ),
+        None,
+    )
+    return max(0, sum(1 for r in rows if any(v not in ("", None) for v in r)) - 1), token
 
 
 def _block_attr(f: Field) -> str:
@@ -594,4 +605,5 @@ def read_form(data: bytes) -> FormReading:
         located_by="labels" if used_labels or not named else "names",
         raw=raw,
     )
-    return FormReading(form, tuple(problems), _history_rows(wb, sheet_names))
+    history_rows, copy_token = _history(wb, sheet_names)
+    return FormReading(form, tuple(problems), history_rows, copy_token)

@@ -24,6 +24,9 @@ FINANCE_STATS_SHEET = "财务退单统计表"
 LISTS_SHEET = "选项"  # hidden sheet holding the drop-down lists
 HISTORY_SHEET = "流转记录"  # added by the watcher to every routed copy
 RETURN_SHEET = "退回原因"  # added by the watcher, first sheet, to every returned copy
+# The 流转记录 header row ends with this label and the copy's token: a step that changes no
+# field proves with it that the file is the copy we delivered last (see copytoken.py).
+COPY_TOKEN_LABEL = "副本凭证:"
 
 REFUND_TEMPLATE_FILE = "退款申请表.xlsx"
 HANDOVER_TEMPLATE_FILE = "客服部值班交接单.xlsx"

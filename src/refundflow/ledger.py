@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS receipts (
     received_at TEXT NOT NULL,
     archive     TEXT NOT NULL,
     event_id    INTEGER NOT NULL,
-    state       TEXT NOT NULL             -- committed (outputs may be pending) | done
+    state       TEXT NOT NULL             -- committed | delivering (a delivery failed) | done
 );
 CREATE INDEX IF NOT EXISTS receipts_sha ON receipts(sha);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -370,11 +370,26 @@ class Ledger:
                 ),
             )
 
-    def mark_finished(self, receipt_id: int) -> None:
-        """Every delivery of the receipt made and the file out of the inbox."""
+    def finish_receipt(self, receipt_id: int, delivered: list[int], *, complete: bool) -> None:
+        """Mark ``delivered`` done; the receipt is ``done`` when ``complete``, else
+        ``delivering`` (the file is out of the inbox, some deliveries wait for a retry)."""
         with self.transaction() as db:
-            db.execute("UPDATE deliveries SET done = 1 WHERE receipt_id = ?", (receipt_id,))
-            db.execute("UPDATE receipts SET state = 'done' WHERE id = ?", (receipt_id,))
+            db.executemany("UPDATE deliveries SET done = 1 WHERE id = ?", [(i,) for i in delivered])
+            db.execute(
+                "UPDATE receipts SET state = ? WHERE id = ?",
+                ("done" if complete else "delivering", receipt_id),
+            )
+
+    def pending_deliveries(self) -> list[Delivery]:
+        """Deliveries that failed and wait for a retry (their receipt is ``delivering``)."""
+        rows = self._db.execute(
+            "SELECT d.* FROM receipts r JOIN deliveries d ON d.receipt_id = r.id"
+            " WHERE r.state = 'delivering' AND d.done = 0 ORDER BY d.id"
+        ).fetchall()
+        return [
+            Delivery(r["id"], r["receipt_id"], r["source"], r["dest"], r["sha"], bool(r["done"]))
+            for r in rows
+        ]
 
 
 def _form_row(r: sqlite3.Row) -> FormRow:

@@ -11,6 +11,14 @@ The order of work is what makes a kill -9 at any instant safe:
 A restart finishes step 4 for committed receipts (:meth:`Processor.recover`) and re-does
 everything for files still in the inbox with no commit; archived bytes of such an uncommitted
 attempt are moved aside as orphans, so a rebuild replays each received file exactly once.
+
+A delivery that fails (a folder that cannot be written) does not hold anything else up: the
+file is out of the inbox once its outcome is committed, the receipt stays ``delivering`` and
+:meth:`Processor.retry_deliveries` tries again later (``status`` lists what is pending).
+
+Nothing in ``inbox/`` is opened through a link: links, hard links, folders and special files
+are answered in ``outbox/rejected/`` without being read (see :mod:`inboxfile`), and a file
+over the size limit is hashed in chunks and moved, never read whole or copied.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +38,8 @@ from .archive import (
     RECEIVED,
     SENT,
     archive_path,
+    free_names,
+    numbered,
     place_exact,
     place_new,
     remove_partial_writes,
@@ -37,11 +49,33 @@ from .archive import (
 )
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES
-from .errors import FileRejected, Reason
+from .copytoken import CopyKey
+from .errors import FileRejected, Reason, StorageError, os_problem, storage_error
 from .forms import FieldProblem, FormReading, read_form
-from .layout import FIELDS_BY_NAME, REFUND_TEMPLATE_FILE
-from .ledger import FormUpdate, Ledger, NewEvent, iso
-from .routing import STEP_NAMES, WAITING_ON, Step, fill_was_late, next_step
+from .inboxfile import (
+    HOLD_SUFFIX,
+    ChangedWhileReading,
+    EntryKind,
+    Identity,
+    kind_of,
+    original_name,
+    put_back,
+    read_dropped,
+    remove_entry,
+    remove_if_unchanged,
+    sha256_of,
+    take_aside,
+)
+from .layout import COPY_TOKEN_LABEL, FIELDS_BY_NAME, REFUND_TEMPLATE_FILE
+from .ledger import Delivery, FormRow, FormUpdate, Ledger, NewEvent, Receipt, iso
+from .routing import (
+    STEP_NAMES,
+    UNSIGNED_STEPS,
+    WAITING_ON,
+    Step,
+    fill_was_late,
+    next_step,
+)
 from .sandbox import ParserPool
 from .sniff import sniff
 from .validation import Context, validate
@@ -63,6 +97,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"  # not one of our workbooks: outbox/rejected/ with a reason file
     DUPLICATE = "duplicate"  # the very same bytes were already received
     RECOVERED = "recovered"  # finished work a crash had interrupted
+    WAITING = "waiting"  # still being written: left in the inbox for the next pass
 
 
 @dataclass(frozen=True)
@@ -74,6 +109,7 @@ class Result:
     to_role: str | None = None
     delivered: tuple[Path, ...] = ()
     problems: tuple[FieldProblem, ...] = field(default=())
+    pending: tuple[str, ...] = ()  # deliveries that failed and will be retried (why, in Chinese)
 
 
 @dataclass
@@ -85,6 +121,7 @@ class _Plan:
     outputs: list[tuple[Path, bytes]] = field(default_factory=list)  # (destination, bytes)
     sent: bool = False  # outputs are routed copies that may come back as hand-offs
     result: Result | None = None
+    move_to: Path | None = None  # a file over the size limit is moved here, never copied
 
 
 class Processor:
@@ -102,6 +139,7 @@ class Processor:
         self.pool = pool
         self.ledger = Ledger(workspace.ledger_path)
         self.calendar = WorkCalendar(self.config)
+        self.copy_key = CopyKey.load_or_create(workspace.sheets, now=clock())
         self._deliver = deliver  # False while rebuilding: the copies were delivered long ago
 
     def close(self) -> None:
@@ -109,24 +147,66 @@ class Processor:
 
     # ---- crash recovery ------------------------------------------------------------------
     def recover(self) -> list[Result]:
-        """Finish receipts committed before a crash; set aside uncommitted archive copies."""
+        """Finish receipts committed before a crash; set aside uncommitted archive copies.
+
+        Never raises for one folder that cannot be written: what cannot be delivered now is
+        retried later, and every other file goes on being processed.
+        """
         results = []
         for receipt in self.ledger.unfinished_receipts():
-            self._finish(receipt.id, self.ws.inbox / receipt.name, receipt.sha)
-            results.append(Result(Outcome.RECOVERED, receipt.name, "已完成中断前的投递"))
+            results.append(self._finish_receipt(receipt, "已完成中断前的投递"))
         self._set_aside_orphans()
         self._remove_partial_writes()
         self._release_held_files()
         return results
 
+    def retry_deliveries(self) -> list[Result]:
+        """Deliver again what a failed delivery left pending (a folder that was not writable).
+
+        Returns the receipts now complete; those still failing stay pending, quietly (they
+        were reported when they first failed, and ``status`` lists them).
+        """
+        results = [
+            self._finish_receipt(receipt, "已补发")
+            for receipt in self.ledger.unfinished_receipts()
+            if receipt.state == "delivering"
+        ]
+        return [r for r in results if not r.pending]
+
+    def pending_deliveries(self) -> list[Delivery]:
+        return self.ledger.pending_deliveries()
+
+    def _finish_receipt(self, receipt: Receipt, message: str) -> Result:
+        in_inbox = receipt.state == "committed"  # 'delivering': the inbox part is done
+        delivered, failed = self._finish(
+            receipt.id, self.ws.inbox / receipt.name, receipt.sha, None, in_inbox=in_inbox
+        )
+        if failed:
+            return Result(
+                Outcome.RECOVERED,
+                receipt.name,
+                "仍有投递失败,稍后再试:" + ";".join(failed),
+                delivered=tuple(delivered),
+                pending=tuple(failed),
+            )
+        return Result(Outcome.RECOVERED, receipt.name, message, delivered=tuple(delivered))
+
     def _release_held_files(self) -> None:
-        """Files a killed run had renamed aside in the inbox: done ones go, others come back."""
+        """Entries a killed run had renamed aside in the inbox: done ones go, others come back."""
         for hold in self.ws.inbox.glob(f".*{HOLD_SUFFIX}"):
-            original = hold.name[1:].rsplit(".", 2)[0]
-            if any(r.state == "done" for r in self.ledger.receipts_for(sha256(hold.read_bytes()))):
-                hold.unlink()
-            else:
-                _put_back(hold, self.ws.inbox / original)
+            original = self.ws.inbox / original_name(hold)
+            try:
+                # Only a plain file is ever read: a held link or FIFO simply goes back.
+                regular = kind_of(os.lstat(hold)) is EntryKind.FILE
+                done = regular and any(
+                    r.state != "committed" for r in self.ledger.receipts_for(sha256_of(hold))
+                )
+                if done:
+                    hold.unlink()
+                else:
+                    put_back(hold, original)
+            except OSError as exc:
+                log.warning("无法放回收件箱中暂存的 %s:%s", hold.name, exc)
 
     def _remove_partial_writes(self) -> None:
         # Only where place_new writes: never the inbox, which holds what people dropped.
@@ -136,8 +216,11 @@ class Processor:
             *(self.ws.sheets / "归档").glob("*"),
         ]
         for folder in folders:
-            if folder.is_dir() and remove_partial_writes(folder):
-                log.info("removed partial writes of an interrupted run in %s", folder)
+            try:
+                if folder.is_dir() and remove_partial_writes(folder):
+                    log.info("removed partial writes of an interrupted run in %s", folder)
+            except OSError as exc:  # an unwritable folder must not stop the start-up
+                log.warning("无法清理 %s 中中断时留下的临时文件:%s", folder, exc)
 
     def _set_aside_orphans(self) -> None:
         folder = self.ws.sheets / "archive" / RECEIVED
@@ -155,23 +238,57 @@ class Processor:
 
     # ---- the one entry point ---------------------------------------------------------------
     def process_file(self, path: Path) -> Result:
-        """Archive, decide, commit, deliver: one answer for one dropped file."""
-        stat = path.stat()
-        data = path.read_bytes()
-        sha = sha256(data)
+        """Archive, decide, commit, deliver: one answer for one dropped entry.
+
+        Raises FileNotFoundError when the entry is gone before it was read, and
+        :class:`StorageError` (with a Chinese message) when the workspace cannot be written or
+        the file cannot be read; in both cases nothing was committed and the file stays.
+        """
+        try:
+            dropped = read_dropped(path, max_bytes=self.config.max_file_mb * 1024 * 1024)
+        except ChangedWhileReading:
+            log.info("%s changed while it was read: left for the next pass", path.name)
+            return Result(Outcome.WAITING, path.name, "文件仍在写入,稍后再处理")
+        except PermissionError as exc:
+            raise StorageError(
+                f"无法读取 inbox/{path.name}(没有读取权限)",
+                reason=Reason.UNREADABLE,
+                hint="请把文件复制一份重新放入 inbox(复制出的文件归您自己所有),"
+                "或请管理员开放读取权限",
+            ) from exc
+        try:
+            if dropped.kind is not EntryKind.FILE:
+                return self._answer_entry(path, dropped.kind)
+            return self._process_dropped(path, dropped.identity, dropped.sha or "", dropped.data)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not path.exists():
+                raise
+            raise storage_error(exc, doing=f"处理 inbox/{path.name}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"处理 inbox/{path.name} 时无法写入账本 {self.ws.ledger_path}:{exc}",
+                hint="请检查磁盘空间和账本文件的写权限;文件仍在 inbox 中,问题解决后会自动再处理",
+            ) from exc
+
+    def _process_dropped(
+        self, path: Path, identity: Identity, sha: str, data: bytes | None
+    ) -> Result:
         now = self.clock()
         previous = self.ledger.receipts_for(sha)
         for receipt in previous:
-            if receipt.state != "done" and receipt.name == path.name:
-                self._finish(receipt.id, path, sha)
-                return Result(Outcome.RECOVERED, path.name, "已完成中断前的处理")
+            if receipt.state == "committed" and receipt.name == path.name:
+                return self._finish_receipt(receipt, "已完成中断前的处理")
+        received_path = archive_path(self.ws.sheets, RECEIVED, now, sha, path.name)
+        if data is None:  # over the size limit: moved into the archive later, never read whole
+            plan = self._too_large(path.name, sha, now, identity.size)
+            return self._commit_and_deliver(
+                plan, path, identity, sha, received_path, identity=identity
+            )
         received: list[Path] = []
 
         def archive_received() -> None:
             # Durable before any outcome is written; overlapped with the sandboxed parse.
-            received.append(
-                place_new(archive_path(self.ws.sheets, RECEIVED, now, sha, path.name), data)
-            )
+            received.append(place_new(received_path, data))
 
         if previous:
             archive_received()
@@ -180,15 +297,19 @@ class Processor:
             plan = self._decide(path.name, data, sha, now, while_reading=archive_received)
             if not received:
                 archive_received()
-        return self._commit_and_deliver(
-            plan, path, (stat.st_size, stat.st_mtime_ns), sha, received[0]
-        )
+        return self._commit_and_deliver(plan, path, identity, sha, received[0], identity=identity)
 
     def replay(self, archived: Path, at: dt.datetime, name: str) -> Result:
         """Process an archived received file again, as of ``at`` (for ``rebuild``).
 
         Nothing is archived or delivered: that happened when the file first arrived.
         """
+        st = archived.stat()
+        size = Identity(st.st_dev, st.st_ino, st.st_size, 0)
+        if st.st_size > self.config.max_file_mb * 1024 * 1024:
+            sha = sha256_of(archived)
+            plan = self._too_large(name, sha, at, st.st_size)
+            return self._commit_and_deliver(plan, self.ws.inbox / name, size, sha, archived)
         data = archived.read_bytes()
         sha = sha256(data)
         previous = self.ledger.receipts_for(sha)
@@ -196,7 +317,28 @@ class Processor:
             plan = self._duplicate(name, sha, at, previous[0].received_at, data)
         else:
             plan = self._decide(name, data, sha, at)
-        return self._commit_and_deliver(plan, self.ws.inbox / name, (len(data), 0), sha, archived)
+        return self._commit_and_deliver(plan, self.ws.inbox / name, size, sha, archived)
+
+    def _answer_entry(self, path: Path, kind: EntryKind) -> Result:
+        """Answer a link, hard link, folder or special file without reading through it."""
+        hold = take_aside(path)
+        if hold is None:
+            raise FileNotFoundError(path)
+        kind = kind_of(os.lstat(hold))  # what we hold now, not what the listing said
+        if kind is EntryKind.FILE:  # replaced by a plain file meanwhile: read it next pass
+            put_back(hold, path)
+            return Result(Outcome.WAITING, path.name, "文件刚被替换,稍后再处理")
+        what, hint, done = _ENTRY_TEXTS[kind]
+        now = self.clock()
+        base = next(free_names(self.ws.rejected / safe_name(path.name), REPLY_SUFFIX))
+        reply = base.with_name(base.name + REPLY_SUFFIX)
+        place_new(reply, _reply_text(path.name, now, what, hint, kept=done), durable=False)
+        if kind is EntryKind.DIRECTORY:
+            put_back(hold, base)  # the folder, whole, next to its reply
+        else:
+            remove_entry(hold)  # the link or special file itself; never what it points to
+        log.warning("answered %s in inbox/ (%s) in %s", path.name, kind, reply.parent)
+        return Result(Outcome.REJECTED, path.name, f"退回:{what}", delivered=(reply,))
 
     # ---- deciding ----------------------------------------------------------------------------
     def _decide(
@@ -208,17 +350,7 @@ class Processor:
         *,
         while_reading: Callable[[], object] | None = None,
     ) -> _Plan:
-        limit_mb = self.config.max_file_mb
-        if len(data) > limit_mb * 1024 * 1024:
-            return self._reject(
-                name,
-                sha,
-                now,
-                data,
-                f"文件太大({len(data) / 1024 / 1024:.1f} MB),退款申请表不会超过 {limit_mb} MB。",
-                "请确认放入的是退款申请表;如表中粘贴了大图片,请压缩图片后再保存。",
-                Reason.TOO_LARGE,
-            )
+        # Callers have checked the size limit before reading (see _too_large).
         sniffed = sniff(data, name=name)
         if not sniffed.accepted:
             return self._reject(
@@ -254,23 +386,60 @@ class Processor:
                 Reason.FORM_CLOSED,
             )
         stale = self.ledger.sent_copy(sha)
+        if form.order_no and row.order_no and form.order_no != row.order_no and stale is None:
+            # Another form's number typed (or copied) into a new form: its filer must fix it.
+            message = (
+                f"编号 {row.form_no} 已是另一张退款单(订单号 {row.order_no})的编号,"
+                f"与本单的订单号 {form.order_no} 不符"
+            )
+            foreign = FieldProblem(
+                "form_no",
+                "编号",
+                form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell),
+                Reason.FOREIGN_FORM_NO,
+                message,
+            )
+            return self._plan_return(name, data, sha, now, reading, [foreign], step, "cs")
         is_stale = (stale is not None and sha != row.last_sent_sha) or (
             reading.history_rows is not None and reading.history_rows < row.transitions
         )
-        if is_stale:
+        if is_stale or not self._is_current_copy(row, reading):
             role = WAITING_ON[step]
             where = f"outbox/{self.config.folder(role)}/" if role else "归档"
+            what = f"这是退款单 {row.form_no} 的旧副本;该单已流转到「{STEP_NAMES[step]}」。"
+            if not is_stale:
+                problem = "不符" if reading.copy_token else "缺失"
+                what = (
+                    f"这不是最近一次发出的退款单 {row.form_no}"
+                    f"(流转记录中的{COPY_TOKEN_LABEL[:-1]}{problem});"
+                    f"该单正处于「{STEP_NAMES[step]}」。"
+                )
             return self._reject(
                 name,
                 sha,
                 now,
                 data,
-                f"这是退款单 {row.form_no} 的旧副本;该单已流转到「{STEP_NAMES[step]}」。",
-                f"请使用最新的文件({where}中的 {row.form_no}.xlsx),不要重复提交旧文件。",
+                what,
+                f"请使用最新的文件({where}中的 {row.form_no}.xlsx),不要重复提交旧文件,"
+                "也不要删除其中的「流转记录」工作表。",
                 Reason.STALE_COPY,
                 form_no=row.form_no,
             )
         return self._route(name, data, sha, now, reading, step, row.snapshot)
+
+    def _is_current_copy(self, row: FormRow, reading: FormReading) -> bool:
+        """Does the file carry the token of the copy we delivered last?
+
+        Required where the hand-off changes no field (forward to finance, feedback to the
+        customer), since nothing else tells the current copy from another department's;
+        elsewhere a token, when present, must still be the latest one.
+        """
+        if self.copy_key.matches(reading.copy_token, row.form_no, row.transitions):
+            return True
+        if reading.copy_token:
+            return False  # an earlier copy's token
+        # No token: fine where the person fills a block, and for copies sent before tokens.
+        return Step(row.step) not in UNSIGNED_STEPS or row.step_since < self.copy_key.created
 
     def _route(
         self,
@@ -289,42 +458,11 @@ class Processor:
             owner = (other.form_no, Step(other.step)) if other else None
         ctx = Context(step=step, now=now, config=self.config, snapshot=snapshot, order_owner=owner)
         problems = validate(form, reading.problems, ctx)
-        waiting = WAITING_ON[step] or "cs"
-        form_no = form.form_no if step is not Step.NEW else None
         if problems:
-            rows = [
-                (str(i), p.label, p.cell, p.message, _how_to_fix(p))
-                for i, p in enumerate(problems, 1)
-            ]
-            patched = apply_patch(
-                data,
-                Patch(
-                    sheet=form.sheet,
-                    return_rows=[RETURN_HEADER, *rows],
-                    highlight_cells=[p.cell for p in problems if p.cell],
-                ),
+            return self._plan_return(
+                name, data, sha, now, reading, problems, step, WAITING_ON[step] or "cs"
             )
-            dest = self.ws.outbox(waiting) / _returned_name(name)
-            reasons = "\n".join(f"{p.label}:{p.message}" for p in problems)
-            message = f"退回{ROLE_NAMES[waiting]}:{len(problems)} 个问题"
-            return _Plan(
-                NewEvent(
-                    now,
-                    "returned",
-                    name,
-                    sha,
-                    form_no=form_no,
-                    from_step=step,
-                    to_step=step,
-                    to_role=waiting,
-                    out_sha=sha256(patched),
-                    detail=reasons,
-                ),
-                outputs=[(dest, patched)],
-                result=Result(
-                    Outcome.RETURNED, name, message, form_no, waiting, problems=tuple(problems)
-                ),
-            )
+        form_no = form.form_no if step is not Step.NEW else None
         approvals = {b: form.blocks[b].approval for b in form.blocks}
         move = next_step(step, approvals, form.amount, self.config)
         if step is Step.NEW:
@@ -345,13 +483,16 @@ class Processor:
             ),
             _history_row(now, move.to_step, from_role, move.to_role, actor, name),
         ]
+        # The copy we send now is the form's len(history)-th hand-off: its token proves it.
+        token = self.copy_key.token(form_no, len(history))
+        header = (*HISTORY_HEADER, f"{COPY_TOKEN_LABEL}{token}")
         cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
         patched = apply_patch(
             data,
             Patch(
                 sheet=form.sheet,
                 cell_values={cell: form_no},
-                history_rows=[HISTORY_HEADER, *history],
+                history_rows=[header, *history],
             ),
         )
         out_name = f"{form_no}.xlsx"
@@ -360,7 +501,7 @@ class Processor:
             message = f"{form_no} 已办结归档"
             outcome = Outcome.CLOSED
         else:
-            dest = self.ws.outbox(move.to_role) / out_name
+            dest = self._free(self.ws.outbox(move.to_role) / out_name)
             message = f"{form_no} → {ROLE_NAMES[move.to_role]}({STEP_NAMES[move.to_step]})"
             outcome = Outcome.ROUTED
         snapshot_now = form.canonical()
@@ -398,6 +539,57 @@ class Processor:
             result=Result(outcome, name, message, form_no, move.to_role),
         )
 
+    def _plan_return(
+        self,
+        name: str,
+        data: bytes,
+        sha: str,
+        now: dt.datetime,
+        reading: FormReading,
+        problems: list[FieldProblem],
+        step: Step,
+        to_role: str,
+    ) -> _Plan:
+        """Send the form back to ``to_role`` with a 退回原因 sheet and the problem cells marked."""
+        form = reading.form
+        form_no = form.form_no if step is not Step.NEW else None
+        rows = [
+            (str(i), p.label, p.cell, p.message, _how_to_fix(p)) for i, p in enumerate(problems, 1)
+        ]
+        patched = apply_patch(
+            data,
+            Patch(
+                sheet=form.sheet,
+                return_rows=[RETURN_HEADER, *rows],
+                highlight_cells=[p.cell for p in problems if p.cell],
+            ),
+        )
+        dest = self._free(self.ws.outbox(to_role) / _returned_name(name))
+        reasons = "\n".join(f"{p.label}:{p.message}" for p in problems)
+        message = f"退回{ROLE_NAMES[to_role]}:{len(problems)} 个问题"
+        return _Plan(
+            NewEvent(
+                now,
+                "returned",
+                name,
+                sha,
+                form_no=form_no,
+                from_step=step,
+                to_step=step,
+                to_role=to_role,
+                out_sha=sha256(patched),
+                detail=reasons,
+            ),
+            outputs=[(dest, patched)],
+            result=Result(
+                Outcome.RETURNED, name, message, form_no, to_role, problems=tuple(problems)
+            ),
+        )
+
+    def _free(self, dest: Path, *companions: str) -> Path:
+        """The name a new file gets in a person's folder: free, and not a look-alike of one."""
+        return next(free_names(dest, *companions))
+
     def _new_form_no(self, now: dt.datetime) -> str:
         prefix = f"{self.config.form_no_prefix}{now:%Y%m%d}-"
         return f"{prefix}{self.ledger.forms_created_on(prefix) + 1:03d}"
@@ -407,19 +599,38 @@ class Processor:
         name: str,
         sha: str,
         now: dt.datetime,
-        data: bytes,
+        data: bytes | None,
         what: str,
         hint: str,
         reason: Reason,
         *,
         form_no: str | None = None,
     ) -> _Plan:
+        """The file back in outbox/rejected/ with ``<its name>.退回原因.txt`` beside it.
+
+        ``data`` None: the file is over the size limit and is moved there, not copied.
+        """
         text = _reply_text(name, now, what, hint)
-        dest = self.ws.rejected / safe_name(name)
+        # One free name for the pair, so "x (2).xlsx" gets "x (2).xlsx.退回原因.txt".
+        dest = self._free(self.ws.rejected / safe_name(name), REPLY_SUFFIX)
+        reply = dest.with_name(dest.name + REPLY_SUFFIX)
         return _Plan(
             NewEvent(now, "rejected", name, sha, form_no=form_no, detail=f"{reason}: {what}"),
-            outputs=[(dest, data), (dest.with_name(dest.name + REPLY_SUFFIX), text)],
+            outputs=[(dest, data), (reply, text)] if data is not None else [(reply, text)],
             result=Result(Outcome.REJECTED, name, f"退回:{what}", form_no),
+            move_to=dest if data is None else None,
+        )
+
+    def _too_large(self, name: str, sha: str, now: dt.datetime, size: int) -> _Plan:
+        limit_mb = self.config.max_file_mb
+        return self._reject(
+            name,
+            sha,
+            now,
+            None,
+            f"文件太大({size / 1024 / 1024:.1f} MB),退款申请表不会超过 {limit_mb} MB。",
+            "请确认放入的是退款申请表;如表中粘贴了大图片,请压缩图片后再保存。",
+            Reason.TOO_LARGE,
         )
 
     def _duplicate(
@@ -441,8 +652,20 @@ class Processor:
 
     # ---- committing and delivering ---------------------------------------------------------
     def _commit_and_deliver(
-        self, plan: _Plan, path: Path, stat: tuple[int, int], sha: str, received: Path
+        self,
+        plan: _Plan,
+        path: Path,
+        seen: Identity,
+        sha: str,
+        received: Path,
+        *,
+        identity: Identity | None = None,
     ) -> Result:
+        """Archive the outputs, commit everything in one transaction, then deliver.
+
+        ``seen`` gives the receipt's size and time; ``identity`` (None when replaying) is what
+        the inbox file must still be for it to be taken out.
+        """
         deliveries = []
         for dest, payload in plan.outputs:
             out_sha = sha256(payload)
@@ -451,15 +674,22 @@ class Processor:
                 # Not fsynced: outputs can be made again from the received archive (rebuild).
                 kept = write_exclusive(kept, payload)
             deliveries.append((str(kept.relative_to(self.ws.sheets)), str(dest), out_sha))
-        size, mtime_ns = stat
+        if plan.move_to is not None:
+            # The received archive copy itself goes to the person: moved, then linked.
+            deliveries.append((str(received.relative_to(self.ws.sheets)), str(plan.move_to), sha))
         receipt_id = self.ledger.record(
             event=plan.event,
-            receipt=(path.name, size, mtime_ns, str(received.relative_to(self.ws.sheets))),
+            receipt=(
+                path.name,
+                seen.size,
+                seen.mtime_ns,
+                str(received.relative_to(self.ws.sheets)),
+            ),
             update=plan.update,
             deliveries=deliveries,
             sent_shas=[d[2] for d in deliveries] if plan.sent else [],
         )
-        delivered = self._finish(receipt_id, path, sha)
+        delivered, failed = self._finish(receipt_id, path, sha, identity, in_inbox=True)
         assert plan.result is not None
         result = plan.result
         return Result(
@@ -470,24 +700,136 @@ class Processor:
             result.to_role,
             tuple(delivered),
             result.problems,
+            tuple(failed),
         )
 
-    def _finish(self, receipt_id: int, inbox_file: Path, sha: str) -> list[Path]:
-        """Deliver what is committed, then take the file out of the inbox. Idempotent."""
-        delivered = []
+    def _finish(
+        self,
+        receipt_id: int,
+        inbox_file: Path,
+        sha: str,
+        identity: Identity | None,
+        *,
+        in_inbox: bool,
+    ) -> tuple[list[Path], list[str]]:
+        """Deliver what is committed, then take the file out of the inbox. Idempotent.
+
+        A delivery that fails is logged and left pending (retried later), and does not keep
+        the file in the inbox: its outcome is committed and every byte archived. Returns the
+        delivered paths and, for each failed delivery, where and why in Chinese.
+        """
+        delivered: list[Path] = []
+        failed: list[str] = []
+        done: list[int] = []
         for delivery in self.ledger.deliveries(receipt_id):
             dest = Path(delivery.dest)
             if not delivery.done and self._deliver:
-                payload = (self.ws.sheets / delivery.source).read_bytes()
-                if not place_exact(dest, payload, durable=False):
-                    # Someone else's file holds the name: never overwrite it.
-                    dest = place_new(dest, payload, durable=False)
+                try:
+                    dest = self._deliver_one(delivery, inbox_file, identity)
+                except OSError as exc:
+                    failed.append(f"{_shown(dest, self.ws.root)}({os_problem(exc)})")
+                    log.warning("could not deliver %s (%s): will retry", dest, exc)
+                    continue
             delivered.append(dest)
-        if self._deliver:
-            _remove_if_unchanged(inbox_file, sha)
+            done.append(delivery.id)
+        if self._deliver and in_inbox:
+            remove_if_unchanged(inbox_file, sha, identity)
         # One commit for all marks: a crash before it only repeats idempotent deliveries.
-        self.ledger.mark_finished(receipt_id)
-        return delivered
+        self.ledger.finish_receipt(receipt_id, done, complete=not failed)
+        return delivered, failed
+
+    def _deliver_one(self, delivery: Delivery, inbox_file: Path, identity: Identity | None) -> Path:
+        dest = Path(delivery.dest)
+        source = self.ws.sheets / delivery.source
+        if delivery.source.startswith(f"archive/{RECEIVED}/"):
+            return self._deliver_moved(source, dest, inbox_file, identity, delivery.sha)
+        return place_exact(dest, source.read_bytes(), durable=False)
+
+    def _deliver_moved(
+        self, source: Path, dest: Path, inbox_file: Path, identity: Identity | None, sha: str
+    ) -> Path:
+        """Move an over-sized file into the archive, then give the person a link to it.
+
+        Nothing is read whole and nothing is copied where a link can be made. A file that is
+        not what was hashed any more (saved again meanwhile) goes back to the inbox instead.
+        """
+        if not source.exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(inbox_file, source)
+            except FileNotFoundError:
+                log.warning("%s left inbox/ before it could be archived", inbox_file.name)
+                return dest
+            moved = os.lstat(source)
+            unchanged = (
+                Identity.of(moved) == identity
+                if identity is not None
+                else kind_of(moved) is EntryKind.FILE and sha256_of(source) == sha
+            )
+            if not unchanged:
+                put_back(source, inbox_file)
+                log.info("%s changed before it was archived: left for the next pass", dest.name)
+                return dest
+            os.chmod(source, 0o444)  # the archive copy and the person's link share the bytes
+        if dest.exists() and os.path.samefile(dest, source):
+            return dest
+        for n in range(1, 10_000):
+            candidate = numbered(dest, n)
+            try:
+                os.link(source, candidate)
+            except FileExistsError:
+                continue
+            except OSError:  # another file system, or links not allowed: copy instead
+                tmp = candidate.with_name(f".{candidate.name}.{os.getpid()}.part")
+                shutil.copyfile(source, tmp)
+                try:
+                    os.link(tmp, candidate)
+                finally:
+                    tmp.unlink()
+            return candidate
+        raise FileExistsError(f"no free name for {dest}")
+
+
+_ENTRY_TEXTS: dict[EntryKind, tuple[str, str, str]] = {
+    EntryKind.SYMLINK: (
+        "这是一个快捷方式(符号链接),不是文件本身;为安全起见,不读取链接指向的文件。",
+        "请把退款申请表文件本身复制到 inbox 文件夹,不要放快捷方式或链接。",
+        "链接已从 inbox 中删除;链接指向的文件没有被读取,也没有被改动。",
+    ),
+    EntryKind.HARDLINK: (
+        "这个文件在别处还有另一个名字(硬链接),不是单独的一份文件;为安全起见不读取。",
+        "请把退款申请表复制一份(不要创建链接)放入 inbox 文件夹。",
+        "inbox 中的这个名字已删除;文件的另一个名字和内容没有被读取,也没有被改动。",
+    ),
+    EntryKind.DIRECTORY: (
+        "这是一个文件夹,不是 Excel 文件;inbox 只处理直接放入的文件,不进入文件夹。",
+        "请把文件夹中的退款申请表逐个放入 inbox 文件夹。",
+        "文件夹已原样移到本文件旁边,其中的文件没有被读取。",
+    ),
+    EntryKind.FIFO: (
+        "这不是普通文件(命名管道),无法作为表格处理。",
+        "请放入 .xlsx 文件本身。",
+        "该特殊文件已从 inbox 中删除。",
+    ),
+    EntryKind.SOCKET: (
+        "这不是普通文件(套接字),无法作为表格处理。",
+        "请放入 .xlsx 文件本身。",
+        "该特殊文件已从 inbox 中删除。",
+    ),
+    EntryKind.DEVICE: (
+        "这不是普通文件(设备文件),无法作为表格处理。",
+        "请放入 .xlsx 文件本身。",
+        "该特殊文件已从 inbox 中删除,没有被读取。",
+    ),
+}
+
+
+def _shown(path: Path, root: Path) -> str:
+    """A path as staff see it: relative to the workspace when it is inside."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _history_row(
@@ -507,43 +849,6 @@ def _history_row(
         actor or "",
         file_name,
     )
-
-
-HOLD_SUFFIX = ".taking"
-
-
-def _remove_if_unchanged(path: Path, sha: str) -> None:
-    """Take the processed file out of the inbox unless someone saved a new version meanwhile.
-
-    The file is first renamed aside (atomic), so a version saved between our check and the
-    delete cannot be deleted unseen: what we hold is exactly what we compare.
-    """
-    hold = path.with_name(f".{path.name}.{os.getpid()}{HOLD_SUFFIX}")
-    try:
-        os.rename(path, hold)
-    except FileNotFoundError:
-        return
-    if sha256(hold.read_bytes()) == sha:
-        hold.unlink()
-        return
-    log.info("%s changed while being processed: left for the next pass", path.name)
-    _put_back(hold, path)
-
-
-def _put_back(hold: Path, original: Path) -> None:
-    """Return a held file to the inbox under its name, or a free variant of it."""
-    for n in range(1, 10_000):
-        candidate = (
-            original if n == 1 else original.with_name(f"{original.stem} ({n}){original.suffix}")
-        )
-        try:
-            os.link(hold, candidate)
-        except FileExistsError:
-            continue
-        hold.unlink()
-        return
-    # Left hidden it would never be processed: better fail loudly and keep it.
-    raise FileExistsError(f"no free name in inbox/ to put {hold.name} back as {original.name}")
 
 
 def _returned_name(name: str) -> str:
@@ -572,13 +877,20 @@ def _how_to_fix(problem: FieldProblem) -> str:
     }.get(problem.reason, "按说明修改")
 
 
-def _reply_text(name: str, now: dt.datetime, what: str, hint: str) -> bytes:
+def _reply_text(
+    name: str,
+    now: dt.datetime,
+    what: str,
+    hint: str,
+    *,
+    kept: str = "原文件已原样放在本文件旁边,并已存档。",
+) -> bytes:
     lines = [
         f"文件:{name}",
         f"时间:{now:%Y-%m-%d %H:%M}",
         f"问题:{what}",
         f"处理办法:{hint or DEFAULT_HINT}",
-        "原文件已原样放在本文件旁边,并已存档。",
+        kept,
         "",
     ]
     # CRLF and a BOM so Notepad on the office PCs shows the Chinese text correctly.

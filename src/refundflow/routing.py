@@ -72,6 +72,11 @@ BLOCK_FILLED_AT: dict[Step, str | None] = {
     Step.AT_ADMIN: "admin",
 }
 FINANCE_STEPS = (Step.AT_CASHIER, Step.AT_ACCOUNTANT, Step.AT_DIRECTOR, Step.AT_PRESIDENT)
+# Steps whose hand-off changes no field (forward to finance, feedback to the customer): the
+# dropped file can only prove it is the current copy by its copy token.
+UNSIGNED_STEPS = frozenset(
+    {Step.TECH_VERIFIED, Step.TECH_REFUSED, Step.REFUNDED, Step.FINANCE_RETURNED}
+)
 
 # The columns of 客服退单统计表 that a hand-off fills.
 STAMP_TECH = "提交技术部时间"
