@@ -1,3 +1,4 @@
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -48,6 +49,18 @@ def test_default_config_offers_every_role_and_the_refusal_option_commented_out()
     assert config.open_roles() == ()
     assert config.require_roster is True
     assert "值班负责人" in DEFAULT_CONFIG_TEXT, "the duty lead is said to belong to cs"
+
+
+def test_every_commented_example_of_the_default_config_works_once_uncommented() -> None:
+    # A top-level key written after a [table] header would belong to that table.
+    text = re.sub(r"(?m)^# (?=\"?\w+\"? = )", "", DEFAULT_CONFIG_TEXT)
+    config = parse_config(tomllib.loads(text))
+    assert config.president_threshold == Decimal("10000")
+    assert config.form_no_prefix == "TKD"
+    assert config.banks == ("中国工商银行", "中国建设银行", "招商银行")
+    assert config.ledger == "refundsheets/ledger.sqlite3"
+    assert [s.name for s in config.shifts] == ["白班", "中班"]
+    assert config.folders["cs"] == "客服部"
 
 
 def test_demo_workspace_config_is_what_init_writes() -> None:

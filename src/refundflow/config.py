@@ -325,9 +325,26 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
 DEFAULT_CONFIG_TEXT = """\
 # refundflow 配置文件 (configuration). Every key is optional; the defaults are shown.
 # 修改后重新启动 refundflow watch 生效。
+# Keys without a [section] come first: in TOML a key below a [section] line belongs to it.
 
-# 没有名单的角色:false = 任何人都能签署,启动时、status 和流转记录中都会提示「未配置名单」;
-# true = 该角色环节签名的退款单一律退回,直到填好名单 (recommended for production sites).
+# 金额达到此值时,财务总监审批后还须总裁审批 (amount from which the president must approve).
+# president_threshold = 10000
+
+# 退款单编号前缀 (form number prefix): TKD20261123-001
+# form_no_prefix = "TKD"
+
+# 支付银行下拉列表 (banks offered on the form); replaces the default list.
+# banks = ["中国工商银行", "中国建设银行", "招商银行"]
+
+# 故障现象下拉列表 (fault categories; free text is still accepted).
+# faults = ["扣款成功但未收到订单号及出票验证码", "订单冲突", "支付成功但支付超时"]
+
+# 账本 (SQLite ledger), relative to the workspace root
+# ledger = "refundsheets/ledger.sqlite3"
+
+# 没有名单的角色 (a role without a roster, see [roster] below):
+#   false(默认):任何人都能签署,启动时、status 和流转记录中都会提示「未配置名单」;
+#   true:该角色环节签名的退款单一律退回,直到填好名单 (recommended for production sites).
 # require_roster = false
 
 # 各角色的人员名单 (who may sign each block): fill it in right after `refundflow init`.
@@ -347,18 +364,6 @@ DEFAULT_CONFIG_TEXT = """\
 [folders]
 # cs = "客服部"
 
-# 金额达到此值时,财务总监审批后还须总裁审批 (amount from which the president must approve).
-# president_threshold = 10000
-
-# 退款单编号前缀 (form number prefix): TKD20261123-001
-# form_no_prefix = "TKD"
-
-# 支付银行下拉列表 (banks offered on the form); replaces the default list.
-# banks = ["中国工商银行", "中国建设银行", "招商银行"]
-
-# 故障现象下拉列表 (fault categories; free text is still accepted).
-# faults = ["扣款成功但未收到订单号及出票验证码", "订单冲突", "支付成功但支付超时"]
-
 # 时限 (time limits of the procedure)
 [limits]
 # fill_minutes = 10          # 填写退款单
@@ -369,8 +374,8 @@ DEFAULT_CONFIG_TEXT = """\
 
 # 班次 (shifts)
 [shifts]
-# 白班 = "08:00-17:00"
-# 中班 = "17:00-23:00"
+# "白班" = "08:00-17:00"
+# "中班" = "17:00-23:00"
 
 # 工作日历调整 (calendar overrides on top of the official Chinese holiday calendar)
 [calendar]
@@ -381,9 +386,6 @@ DEFAULT_CONFIG_TEXT = """\
 [watch]
 # stable_seconds = 2         # 文件大小和修改时间保持不变多少秒后才处理
 # rescan_seconds = 60        # 定期全量扫描的间隔
-
-# 账本 (SQLite ledger), relative to the workspace root
-# ledger = "refundsheets/ledger.sqlite3"
 
 # 解析不可信文件的限制 (limits for parsing untrusted files in a child process)
 [parse]
