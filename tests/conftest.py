@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -62,9 +63,41 @@ def edit_form(data: bytes, values: Mapping[str, object]) -> bytes:
     return fill_form(data, values)
 
 
+# Who may sign each block in the test workspaces: the names the tests sign with.
+ROSTER: dict[str, list[str]] = {
+    "cs": ["张三", "李四"],
+    "tech": ["王五"],
+    "cashier": ["赵六"],
+    "accountant": ["钱七"],
+    "director": ["孙八"],
+    "president": ["周九"],
+    "admin": ["吴十"],
+}
+
+
+def set_roster(
+    root: Path, roster: Mapping[str, list[str]], *, require_roster: bool | None = None
+) -> None:
+    """Replace the [roster] table of ``root``'s refundflow.toml; set require_roster or unset it.
+
+    An empty ``roster`` leaves the table as ``init`` writes it: every role open to anyone.
+    """
+    config = root / "refundflow.toml"
+    text = config.read_text(encoding="utf-8")
+    head, rest = text.split("\n[roster]\n", 1)
+    head = "".join(line for line in head.splitlines(True) if not line.startswith("require_"))
+    tail = rest[rest.index("\n[") :]  # from the table after [roster] on
+    top = "" if require_roster is None else f"\nrequire_roster = {str(require_roster).lower()}\n"
+    # A TOML array of strings is written like a JSON one.
+    table = "".join(
+        f"{role} = {json.dumps(people, ensure_ascii=False)}\n" for role, people in roster.items()
+    )
+    config.write_text(f"{head}{top}\n[roster]\n{table}{tail}", encoding="utf-8")
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """An initialised workspace whose files count as stable at once."""
+    """An initialised workspace with a roster whose files count as stable at once."""
     workspace = tmp_path / "ws"
     result = CliRunner().invoke(cli, ["init", "--root", str(workspace)])
     assert result.exit_code == 0, result.output
@@ -73,6 +106,7 @@ def root(tmp_path: Path) -> Path:
         config.read_text(encoding="utf-8").replace("# stable_seconds = 2", "stable_seconds = 0"),
         encoding="utf-8",
     )
+    set_roster(workspace, ROSTER)
     return workspace
 
 

@@ -1,10 +1,17 @@
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from refundflow.config import DEFAULT_CONFIG_TEXT, Config, load_config, parse_config
+from refundflow.config import (
+    DEFAULT_CONFIG_TEXT,
+    ROLE_KEYS,
+    Config,
+    load_config,
+    parse_config,
+)
 from refundflow.errors import ConfigError, Reason
 
 
@@ -30,6 +37,43 @@ def test_roster_and_threshold_are_read(tmp_path: Path) -> None:
     assert config.in_roster("cs", "任何人")  # an empty list accepts anyone
 
 
+def test_default_config_offers_every_role_and_the_refusal_option_commented_out() -> None:
+    config = parse_config(tomllib.loads(DEFAULT_CONFIG_TEXT))
+    assert config.open_roles() == ROLE_KEYS, "a new workspace checks nobody until filled in"
+    assert config.require_roster is False, "the default warns; refusing is the site's choice"
+    filled = DEFAULT_CONFIG_TEXT.replace("# require_roster = false", "require_roster = true")
+    for role in ROLE_KEYS:
+        assert f"\n# {role} = [" in filled, role
+        filled = filled.replace(f"\n# {role} = [", f"\n{role} = [")
+    config = parse_config(tomllib.loads(filled))
+    assert config.open_roles() == ()
+    assert config.require_roster is True
+    assert "值班负责人" in DEFAULT_CONFIG_TEXT, "the duty lead is said to belong to cs"
+
+
+def test_every_commented_example_of_the_default_config_works_once_uncommented() -> None:
+    # A top-level key written after a [table] header would belong to that table.
+    text = re.sub(r"(?m)^# (?=\"?\w+\"? = )", "", DEFAULT_CONFIG_TEXT)
+    config = parse_config(tomllib.loads(text))
+    assert config.president_threshold == Decimal("10000")
+    assert config.form_no_prefix == "TKD"
+    assert config.banks == ("中国工商银行", "中国建设银行", "招商银行")
+    assert config.ledger == "refundsheets/ledger.sqlite3"
+    assert [s.name for s in config.shifts] == ["白班", "中班"]
+    assert config.folders["cs"] == "客服部"
+
+
+def test_demo_workspace_config_is_what_init_writes() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    assert (repo / "refundflow.toml").read_text(encoding="utf-8") == DEFAULT_CONFIG_TEXT
+
+
+def test_open_roles_are_those_without_names() -> None:
+    config = parse_config({"roster": {"tech": ["王五"], "cashier": []}})
+    assert config.open_roles() == ("cs", "cashier", "accountant", "director", "president", "admin")
+    assert config.has_roster("tech") and not config.has_roster("cashier")
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [
@@ -37,6 +81,8 @@ def test_roster_and_threshold_are_read(tmp_path: Path) -> None:
         pytest.param("[limits]\nfill_minute = 10\n", "limits.fill_minute", id="unknown-limit"),
         pytest.param('[roster]\nboss = ["x"]\n', "roster.boss", id="unknown-role"),
         pytest.param('[roster]\ntech = "王五"\n', "roster.tech", id="roster-not-a-list"),
+        pytest.param('[roster]\ncs_lead = ["x"]\n', "roster.cs_lead", id="duty-lead-list"),
+        pytest.param('require_roster = "yes"\n', "require_roster", id="require-not-bool"),
         pytest.param("banks = []\n", "banks", id="empty-banks"),
         pytest.param('president_threshold = "lots"\n', "president_threshold", id="bad-threshold"),
         pytest.param('[shifts]\n"白班" = "8-17"\n', "shifts.白班", id="bad-shift"),
@@ -62,3 +108,10 @@ def test_bad_configuration_is_refused_naming_file_and_key(
     assert info.value.reason is Reason.CONFIG_INVALID
     assert str(tmp_path / "refundflow.toml") in info.value.message
     assert key in info.value.message
+
+
+def test_duty_lead_list_is_refused_pointing_at_the_cs_roster(tmp_path: Path) -> None:
+    (tmp_path / "refundflow.toml").write_text('[roster]\ncs_lead = ["王主管"]\n', "utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert "值班负责人属于客服部,请把姓名写在 cs 名单中" in info.value.message

@@ -225,14 +225,18 @@ def check_reads_back(copy: bytes, *, history_rows: int) -> None:
     wb = openpyxl.load_workbook(io.BytesIO(copy))
     try:
         assert wb[REFUND_SHEET][FORM_NO_CELL].value == FORM
-        history = [list(r) for r in wb[HISTORY_SHEET].iter_rows(values_only=True)]
+        # An empty cell (a step with nothing in 备注) is None to openpyxl, "" to calamine.
+        history = [
+            ["" if v is None else v for v in r]
+            for r in wb[HISTORY_SHEET].iter_rows(values_only=True)
+        ]
         assert [list(r) for r in wb[EXTRA_SHEET].iter_rows(values_only=True)] == [
             list(r) for r in EXTRA_ROWS
         ]
     finally:
         wb.close()
-    assert history[0][:6] == ["时间", "环节", "从", "到", "经办人", "文件"]
-    assert history[0][6].startswith("副本凭证:")
+    assert history[0][:7] == ["时间", "环节", "从", "到", "经办人", "文件", "备注"]
+    assert history[0][7].startswith("副本凭证:")
     assert len(history) == 1 + history_rows
     form = rows(copy, REFUND_SHEET)
     row, col = cell_to_rc(FORM_NO_CELL)

@@ -32,7 +32,7 @@ SECOND_FORM: dict[str, object] = {
     "mobile": "139001",  # wrong: returned to customer service
     "amount": 99,
     "bank": "支付宝",
-    "submitter": "周九",
+    "submitter": "张三",  # on the cs roster, like every signer here
     "customer_request": "重复扣款,退一笔",
 }
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Invoke, block, edit_form, make_form, take, wait_until
+from conftest import ROSTER, Invoke, block, edit_form, make_form, set_roster, take, wait_until
 from formfill import rewrite_parts
 
 NOW = "2026-11-23 09:10"
@@ -193,6 +193,23 @@ def test_form_travels_the_whole_route_with_watch_running(
     stamps = [e["stamp"] for e in history["history"] if e["stamp"]]
     assert stamps == ["提交技术部时间", "提交财务时间", "财务反馈时间", "反馈用户时间"]
     assert history["closed_at"] is not None
+
+
+def test_watch_without_a_full_roster_warns_once_at_start(root: Path, tmp_path: Path) -> None:
+    roster = {**ROSTER, "cashier": []}  # an empty list: anyone may sign the 出纳 block
+    set_roster(root, roster)
+    with watching(root, tmp_path) as watch:
+        drop_whole(root, "a.xlsx", make_form())
+        drop_whole(root, "b.xlsx", other_form(1))
+        assert len(watch.reports_when(2)) == 2, watch.describe()
+        # Before the stop: watchdog may log at shutdown.
+        assert watch.stderr.splitlines() == [
+            "警告:未配置名单的角色:财务部出纳(cashier)。任何人都能签署这些环节,签名人不会被核对;"
+            "流转记录中会注明「未配置名单,未核对签名人」。",
+            f"处理办法:在 {root.resolve() / 'refundflow.toml'} 的 [roster] 中填写这些角色的"
+            '人员名单(例如 cashier = ["姓名1", "姓名2"]),然后重新启动 refundflow。',
+        ], watch.describe()
+    assert watch.stdout.splitlines()[0] == f"正在监视 {(root / 'inbox').resolve()}(按 Ctrl-C 停止)"
 
 
 # ------------------------------------------------------------------------ the workspace lock

@@ -21,13 +21,13 @@ from typing import Any
 import click
 
 from .calendar import WorkCalendar
-from .config import ROLE_NAMES, load_config
+from .config import CONFIG_FILE, ROLE_NAMES, load_config
 from .errors import RefundflowError, storage_error
 from .ledger import Ledger, iso
 from .processor import Outcome, Processor, Result
 from .routing import STEP_NAMES, Step
 from .sandbox import ParserPool
-from .status import form_status, open_forms
+from .status import form_status, open_forms, roster_warning
 from .templates import write_templates
 from .watcher import InboxWatcher
 from .workspace import Workspace, WorkspaceLock, init_workspace
@@ -151,6 +151,13 @@ def _report(result: Result) -> None:
         click.echo(f"  投递失败,稍后自动重试:{';'.join(result.pending)}")
 
 
+def _warn_about_roster(workspace: Workspace) -> None:
+    """Roles anyone may sign for: on stderr, so scripts reading stdout are not disturbed."""
+    lines = roster_warning(workspace.config, config_file=workspace.root / CONFIG_FILE)
+    for line in lines:
+        click.echo(line, err=True)
+
+
 @contextmanager
 def _processor(
     workspace: Workspace, clock: Callable[[], dt.datetime], command: str
@@ -160,6 +167,7 @@ def _processor(
         WorkspaceLock(workspace, command=command),
         ParserPool(memory_mb=config.parse_memory_mb, timeout=config.parse_timeout_seconds) as pool,
     ):
+        _warn_about_roster(workspace)  # once per run, before anything is processed
         processor = Processor(workspace, clock=clock, pool=pool)
         try:
             for result in processor.recover():
@@ -345,6 +353,7 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
     """
     with _errors():
         workspace = _workspace(root)
+        _warn_about_roster(workspace)
         now = obj["clock"]()
         ledger = Ledger(workspace.ledger_path)
         try:

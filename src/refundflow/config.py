@@ -37,6 +37,8 @@ ROLE_NAMES: dict[str, str] = {
     "admin": "行政部",
 }
 REJECTED_FOLDER = "rejected"
+# Noted on every step whose signer could not be checked because the role has no roster.
+UNCHECKED_SIGNER = "未配置名单,未核对签名人"
 
 DEFAULT_BANKS: tuple[str, ...] = (
     "中国工商银行",
@@ -116,11 +118,22 @@ class Config:
     parse_timeout_seconds: float = 20.0
     parse_memory_mb: int = 1024
     max_file_mb: int = 20
+    # False: a role without a roster accepts anyone, loudly (start, status, 流转记录).
+    # True: a block signed for such a role is returned, naming the missing roster.
+    require_roster: bool = False
 
     def in_roster(self, role: str, person: str) -> bool:
         """A role with no list (or an empty list) accepts anyone."""
         people = self.roster.get(role)
         return not people or person in people
+
+    def has_roster(self, role: str) -> bool:
+        """Whether the signers of ``role``'s block are checked against a list of names."""
+        return bool(self.roster.get(role))
+
+    def open_roles(self) -> tuple[str, ...]:
+        """The roles whose block anyone may sign, in route order."""
+        return tuple(role for role in ROLE_KEYS if not self.has_roster(role))
 
     def folder(self, role: str) -> str:
         return self.folders.get(role, role)
@@ -156,6 +169,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         "watch",
         "ledger",
         "parse",
+        "require_roster",
     }
 
     def fail(key: str, problem: str) -> ConfigError:
@@ -211,6 +225,12 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
     kwargs: dict[str, Any] = {"path": path}
     roster = table("roster")
     for role, people in roster.items():
+        if role == "cs_lead":
+            # The spec names the duty lead as a role, but on the form the duty lead acts as
+            # 客服部 (its block's 领导审批, the forward to finance): one list, not two.
+            raise fail(
+                "roster.cs_lead", "不需要单独配置:值班负责人属于客服部,请把姓名写在 cs 名单中"
+            )
         if role not in ROLE_KEYS:
             raise fail(f"roster.{role}", f"不是已知的角色(可用:{', '.join(ROLE_KEYS)})")
         kwargs.setdefault("roster", {})[role] = str_list(f"roster.{role}", people) if people else ()
@@ -258,6 +278,10 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
             except ValueError:
                 raise fail(f"shifts.{name}", f'应写成 "08:00-17:00",现在是 {span!r}') from None
         kwargs["shifts"] = tuple(parsed)
+    if "require_roster" in data:
+        if not isinstance(data["require_roster"], bool):
+            raise fail("require_roster", f"应为 true 或 false,现在是 {data['require_roster']!r}")
+        kwargs["require_roster"] = data["require_roster"]
     if "president_threshold" in data:
         raw = data["president_threshold"]
         try:
@@ -301,21 +325,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
 DEFAULT_CONFIG_TEXT = """\
 # refundflow 配置文件 (configuration). Every key is optional; the defaults are shown.
 # 修改后重新启动 refundflow watch 生效。
-
-# 各角色的人员名单 (who may sign each block). A role left out, or with an empty list,
-# accepts anyone. Role keys: cs tech cashier accountant director president admin
-[roster]
-# cs = ["张三", "李四"]
-# tech = ["王五"]
-# cashier = ["赵六"]
-# accountant = ["钱七"]
-# director = ["孙八"]
-# president = ["周九"]
-# admin = ["吴十"]
-
-# outbox/ 下各角色的文件夹名 (folder under outbox/ per role); defaults are the role keys.
-[folders]
-# cs = "客服部"
+# Keys without a [section] come first: in TOML a key below a [section] line belongs to it.
 
 # 金额达到此值时,财务总监审批后还须总裁审批 (amount from which the president must approve).
 # president_threshold = 10000
@@ -329,6 +339,31 @@ DEFAULT_CONFIG_TEXT = """\
 # 故障现象下拉列表 (fault categories; free text is still accepted).
 # faults = ["扣款成功但未收到订单号及出票验证码", "订单冲突", "支付成功但支付超时"]
 
+# 账本 (SQLite ledger), relative to the workspace root
+# ledger = "refundsheets/ledger.sqlite3"
+
+# 没有名单的角色 (a role without a roster, see [roster] below):
+#   false(默认):任何人都能签署,启动时、status 和流转记录中都会提示「未配置名单」;
+#   true:该角色环节签名的退款单一律退回,直到填好名单 (recommended for production sites).
+# require_roster = false
+
+# 各角色的人员名单 (who may sign each block): fill it in right after `refundflow init`.
+# A role left out, or with an empty list, accepts anyone (see require_roster above).
+# cs 包括客服部填单人员和值班负责人 (the duty lead belongs to cs).
+# Role keys: cs tech cashier accountant director president admin
+[roster]
+# cs = ["张三", "李四"]
+# tech = ["王五"]
+# cashier = ["赵六"]
+# accountant = ["钱七"]
+# director = ["孙八"]
+# president = ["周九"]
+# admin = ["吴十"]
+
+# outbox/ 下各角色的文件夹名 (folder under outbox/ per role); defaults are the role keys.
+[folders]
+# cs = "客服部"
+
 # 时限 (time limits of the procedure)
 [limits]
 # fill_minutes = 10          # 填写退款单
@@ -339,8 +374,8 @@ DEFAULT_CONFIG_TEXT = """\
 
 # 班次 (shifts)
 [shifts]
-# 白班 = "08:00-17:00"
-# 中班 = "17:00-23:00"
+# "白班" = "08:00-17:00"
+# "中班" = "17:00-23:00"
 
 # 工作日历调整 (calendar overrides on top of the official Chinese holiday calendar)
 [calendar]
@@ -351,9 +386,6 @@ DEFAULT_CONFIG_TEXT = """\
 [watch]
 # stable_seconds = 2         # 文件大小和修改时间保持不变多少秒后才处理
 # rescan_seconds = 60        # 定期全量扫描的间隔
-
-# 账本 (SQLite ledger), relative to the workspace root
-# ledger = "refundsheets/ledger.sqlite3"
 
 # 解析不可信文件的限制 (limits for parsing untrusted files in a child process)
 [parse]

@@ -37,6 +37,7 @@ class Reason(StrEnum):
     FUTURE_TIME = "future_time"
     TIME_ORDER = "time_order"
     NOT_IN_ROSTER = "not_in_roster"
+    NO_ROSTER = "no_roster"  # the role has no list and refundflow.toml requires one
     SAME_PERSON = "same_person"
     # the form against the ledger
     DUPLICATE_ORDER = "duplicate_order"

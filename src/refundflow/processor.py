@@ -48,7 +48,7 @@ from .archive import (
     write_exclusive,
 )
 from .calendar import WorkCalendar
-from .config import ROLE_NAMES
+from .config import ROLE_NAMES, UNCHECKED_SIGNER
 from .copytoken import CopyKey
 from .errors import FileRejected, Reason, StorageError, os_problem, storage_error
 from .forms import FieldProblem, FormReading, read_form
@@ -84,7 +84,7 @@ from .xlsxpatch import Patch, PatchError, apply_patch
 
 log = logging.getLogger(__name__)
 
-HISTORY_HEADER = ("时间", "环节", "从", "到", "经办人", "文件")
+HISTORY_HEADER = ("时间", "环节", "从", "到", "经办人", "文件", "备注")
 RETURN_HEADER = ("序号", "项目", "单元格", "问题", "如何修改")
 REPLY_SUFFIX = ".退回原因.txt"
 DEFAULT_HINT = f"请用 templates/{REFUND_TEMPLATE_FILE} 填写后重新放入 inbox 文件夹。"
@@ -474,14 +474,19 @@ class Processor:
             detail = f"填单超时:上报后超过 {self.config.limits.fill_minutes} 分钟才提交"
         if move.to_step is Step.FINANCE_RETURNED and move.signed_block:
             detail = f"财务退回:{form.blocks[move.signed_block].opinion or ''}"
+        if move.signed_block and not self.config.has_roster(move.signed_block):
+            # Kept in the event, so every later copy's 流转记录 still says so for this step.
+            detail = f"{detail}\n{UNCHECKED_SIGNER}" if detail else UNCHECKED_SIGNER
         from_role = WAITING_ON[step]
         history = [
             *(
-                _history_row(e.at, e.to_step, e.from_role, e.to_role, e.actor, e.file_name)
+                _history_row(
+                    e.at, e.to_step, e.from_role, e.to_role, e.actor, e.file_name, e.detail
+                )
                 for e in self.ledger.events(form_no)
                 if e.kind == "accepted"
             ),
-            _history_row(now, move.to_step, from_role, move.to_role, actor, name),
+            _history_row(now, move.to_step, from_role, move.to_role, actor, name, detail),
         ]
         # The copy we send now is the form's len(history)-th hand-off: its token proves it.
         token = self.copy_key.token(form_no, len(history))
@@ -839,8 +844,9 @@ def _history_row(
     to_role: str | None,
     actor: str | None,
     file_name: str,
+    detail: str | None,
 ) -> tuple[str, ...]:
-    """One line of the 流转记录 sheet: time, step reached, from, to, who, which file."""
+    """One line of the 流转记录 sheet: time, step reached, from, to, who, which file, notes."""
     return (
         iso(at) or "",
         STEP_NAMES[Step(to_step)] if to_step else "",
@@ -848,6 +854,7 @@ def _history_row(
         ROLE_NAMES.get(to_role or "", "归档"),
         actor or "",
         file_name,
+        (detail or "").replace("\n", ";"),
     )
 
 
@@ -868,6 +875,8 @@ def _how_to_fix(problem: FieldProblem) -> str:
         Reason.FUTURE_TIME: "填写实际发生的时间",
         Reason.TIME_ORDER: "核对两个时间的先后",
         Reason.NOT_IN_ROSTER: "由本部门名单中的人员签名",
+        Reason.NO_ROSTER: "请管理员在 refundflow.toml 的 [roster] 中填写该角色的名单并重启"
+        " refundflow,然后把本表重新放入 inbox",
         Reason.SAME_PERSON: "由另一位人员处理并签名",
         Reason.DUPLICATE_ORDER: "勿重复提交,在原单上处理",
         Reason.EARLIER_STEP_CHANGED: "改回原值",

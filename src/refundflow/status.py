@@ -1,12 +1,16 @@
-"""Where every open form is, whom it waits on, its deadline and whether it is late."""
+"""Where every open form is, whom it waits on, its deadline and whether it is late.
+
+Also what the site must be told before any of that: roles whose signers nobody checks.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .calendar import WorkCalendar
-from .config import ROLE_NAMES, Config
+from .config import ROLE_NAMES, UNCHECKED_SIGNER, Config
 from .ledger import EventRow, FormRow, Ledger, iso
 from .routing import FINANCE_STEPS, STAMP_FINANCE, STEP_NAMES, Step, step_deadline
 
@@ -78,3 +82,25 @@ def open_forms(ledger: Ledger, *, now: dt.datetime, config: Config) -> list[Form
         form_status(row, ledger.events(row.form_no), now=now, config=config, calendar=calendar)
         for row in ledger.open_forms()
     ]
+
+
+def roster_warning(config: Config, *, config_file: Path) -> tuple[str, ...]:
+    """The lines to show first wherever people look (start-up, status, the status board).
+
+    Empty when every role has a roster. Otherwise a 警告 line naming the roles whose block
+    anyone may sign (or, with ``require_roster``, whose forms are all returned) and a
+    处理办法 line naming the file to fill in.
+    """
+    roles = config.open_roles()
+    if not roles:
+        return ()
+    names = "、".join(f"{ROLE_NAMES[r]}({r})" for r in roles)
+    if config.require_roster:
+        effect = "这些环节签名的退款单都会被退回(require_roster = true)"
+    else:
+        effect = f"任何人都能签署这些环节,签名人不会被核对;流转记录中会注明「{UNCHECKED_SIGNER}」"
+    return (
+        f"警告:未配置名单的角色:{names}。{effect}。",
+        f"处理办法:在 {config_file} 的 [roster] 中填写这些角色的人员名单"
+        f'(例如 {roles[0]} = ["姓名1", "姓名2"]),然后重新启动 refundflow。',
+    )

@@ -110,24 +110,41 @@ def _check_due_field(form: RefundForm, field: Field, ctx: Context) -> list[Field
             )
         )
     if field.kind is Kind.PERSON and field.block is None:
-        role = "cs"
-        if not ctx.config.in_roster(role, str(value)):
-            out.append(_roster_problem(form, field.name, str(value), role, ctx.config))
+        # 提交人 is customer service: its list is the cs roster, duty leads included.
+        out.extend(_check_roster(form, field.name, str(value), "cs", ctx.config))
     return out
 
 
-def _roster_problem(
+def _check_roster(
     form: RefundForm, name: str, person: str, role: str, config: Config
-) -> FieldProblem:
+) -> list[FieldProblem]:
+    """``person`` may sign for ``role``: on its list, or the role has none and that is allowed."""
     field = FIELDS_BY_NAME[name]
-    people = "、".join(config.roster.get(role, ()))
-    return problem(
-        form,
-        name,
-        Reason.NOT_IN_ROSTER,
-        f"「{field_label(field)}」({form.cells.get(name, field.cell)})「{person}」"
-        f"不是{ROLE_NAMES[role]}的人员(名单:{people}),请由{ROLE_NAMES[role]}的人员填写并签名。",
-    )
+    where = f"「{field_label(field)}」({form.cells.get(name, field.cell)})「{person}」"
+    if not config.has_roster(role):
+        if not config.require_roster:
+            return []  # accepted; the 流转记录 row and every start-up say it was not checked
+        return [
+            problem(
+                form,
+                name,
+                Reason.NO_ROSTER,
+                f"{where}无法核对:refundflow.toml 的 [roster] 中没有{ROLE_NAMES[role]}的名单"
+                f"({role} 一项),而本工作区要求先核对名单(require_roster = true)。",
+            )
+        ]
+    if config.in_roster(role, person):
+        return []
+    people = "、".join(config.roster[role])
+    return [
+        problem(
+            form,
+            name,
+            Reason.NOT_IN_ROSTER,
+            f"{where}不是{ROLE_NAMES[role]}的人员(名单:{people}),"
+            f"请由{ROLE_NAMES[role]}的人员填写并签名。",
+        )
+    ]
 
 
 def _check_signature(form: RefundForm, role: str, ctx: Context) -> list[FieldProblem]:
@@ -137,8 +154,7 @@ def _check_signature(form: RefundForm, role: str, ctx: Context) -> list[FieldPro
     person = form.value(by_name)
     if not isinstance(person, str):
         return out
-    if not ctx.config.in_roster(role, person):
-        out.append(_roster_problem(form, by_name, person, role, ctx.config))
+    out.extend(_check_roster(form, by_name, person, role, ctx.config))
     for other in BLOCK_TITLES:
         if other != role and form.value(f"{other}_by") == person:
             out.append(
