@@ -18,6 +18,7 @@ from pathlib import Path
 RECEIVED = "received"
 SENT = "sent"
 ORPHANS = "orphans"
+SUPERSEDED = "superseded"  # a person's edits to a copy we took away from their folder
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 _OUR_PARTIAL = re.compile(r"^\..+\.\d+\.part$")  # what place_new writes aside: .<name>.<pid>.part
 
@@ -64,15 +65,18 @@ def numbered(dest: Path, n: int) -> Path:
     return dest if n == 1 else dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
 
 
-def free_names(dest: Path, *companions: str) -> Iterator[Path]:
+def free_names(
+    dest: Path, *companions: str, freed: set[str] | frozenset[str] = frozenset()
+) -> Iterator[Path]:
     """Candidates ``dest``, ``dest (2)`` … whose own name and ``name + companion`` are free.
 
     A name counts as taken when an entry of the folder looks the same to a person (differs
-    only in letter case or Unicode normalisation). The folder is listed once; callers still
-    create the file exclusively, since another process may take a name in the meantime.
+    only in letter case or Unicode normalisation); names in ``freed`` (about to be removed)
+    do not count. The folder is listed once; callers still create the file exclusively,
+    since another process may take a name in the meantime.
     """
     try:
-        taken = {name_key(n) for n in os.listdir(dest.parent)}
+        taken = {name_key(n) for n in os.listdir(dest.parent) if n not in freed}
     except FileNotFoundError:
         taken = set()
     for n in range(1, 10_000):

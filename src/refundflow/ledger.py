@@ -83,6 +83,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 -- without these, each lookup scans every row the ledger ever recorded.
 CREATE INDEX IF NOT EXISTS deliveries_receipt ON deliveries(receipt_id);
 CREATE INDEX IF NOT EXISTS receipts_unfinished ON receipts(state) WHERE state != 'done';
+-- A form's copies in people's folders: events by form, then their receipts' deliveries.
+CREATE INDEX IF NOT EXISTS receipts_event ON receipts(event_id);
 """
 
 
@@ -379,6 +381,16 @@ class Ledger:
                 "UPDATE receipts SET state = ? WHERE id = ?",
                 ("done" if complete else "delivering", receipt_id),
             )
+
+    def form_copies(self, form_no: str) -> list[tuple[str, str]]:
+        """(dest, sha) of every copy of the form given to a person, newest first."""
+        rows = self._db.execute(
+            "SELECT d.dest, d.sha FROM events e JOIN receipts r ON r.event_id = e.id"
+            " JOIN deliveries d ON d.receipt_id = r.id"
+            " WHERE e.form_no = ? AND e.kind IN ('accepted', 'returned') ORDER BY d.id DESC",
+            (form_no,),
+        ).fetchall()
+        return [(r["dest"], r["sha"]) for r in rows]
 
     def pending_deliveries(self) -> list[Delivery]:
         """Deliveries that failed and wait for a retry (their receipt is ``delivering``)."""

@@ -37,6 +37,7 @@ from .archive import (
     ORPHANS,
     RECEIVED,
     SENT,
+    SUPERSEDED,
     archive_path,
     free_names,
     numbered,
@@ -122,6 +123,9 @@ class _Plan:
     sent: bool = False  # outputs are routed copies that may come back as hand-offs
     result: Result | None = None
     move_to: Path | None = None  # a file over the size limit is moved here, never copied
+    # Our earlier copies of the form still in people's folders, (path, sha as delivered):
+    # taken away when this outcome is delivered, so each folder is a to-do list.
+    take_away: list[tuple[Path, str]] = field(default_factory=list)
 
 
 class Processor:
@@ -399,13 +403,14 @@ class Processor:
                 Reason.FOREIGN_FORM_NO,
                 message,
             )
-            return self._plan_return(name, data, sha, now, reading, [foreign], step, "cs")
+            # A new form to its filer, not a step of the other form: that form is left alone.
+            return self._plan_return(name, data, sha, now, reading, [foreign], Step.NEW, "cs")
         is_stale = (stale is not None and sha != row.last_sent_sha) or (
             reading.history_rows is not None and reading.history_rows < row.transitions
         )
         if is_stale or not self._is_current_copy(row, reading):
-            role = WAITING_ON[step]
-            where = f"outbox/{self.config.folder(role)}/" if role else "归档"
+            copies = self.ledger.form_copies(row.form_no)
+            current = _shown(Path(copies[0][0]), self.ws.root) if copies else row.form_no
             what = f"这是退款单 {row.form_no} 的旧副本;该单已流转到「{STEP_NAMES[step]}」。"
             if not is_stale:
                 problem = "不符" if reading.copy_token else "缺失"
@@ -420,7 +425,7 @@ class Processor:
                 now,
                 data,
                 what,
-                f"请使用最新的文件({where}中的 {row.form_no}.xlsx),不要重复提交旧文件,"
+                f"请使用最新的文件({current}),不要重复提交旧文件,"
                 "也不要删除其中的「流转记录」工作表。",
                 Reason.STALE_COPY,
                 form_no=row.form_no,
@@ -501,12 +506,13 @@ class Processor:
             ),
         )
         out_name = f"{form_no}.xlsx"
+        earlier = self._earlier_copies(form_no, name, sha, from_role)
         if move.to_role is None:
             dest = self.ws.sheets / "归档" / now.strftime("%Y-%m") / out_name
             message = f"{form_no} 已办结归档"
             outcome = Outcome.CLOSED
         else:
-            dest = self._free(self.ws.outbox(move.to_role) / out_name)
+            dest = self._free(self.ws.outbox(move.to_role) / out_name, reusing=earlier)
             message = f"{form_no} → {ROLE_NAMES[move.to_role]}({STEP_NAMES[move.to_step]})"
             outcome = Outcome.ROUTED
         snapshot_now = form.canonical()
@@ -542,6 +548,7 @@ class Processor:
             [(dest, patched)],
             sent=True,
             result=Result(outcome, name, message, form_no, move.to_role),
+            take_away=earlier,
         )
 
     def _plan_return(
@@ -569,7 +576,9 @@ class Processor:
                 highlight_cells=[p.cell for p in problems if p.cell],
             ),
         )
-        dest = self._free(self.ws.outbox(to_role) / _returned_name(name))
+        earlier = self._earlier_copies(form_no, name, sha, to_role)
+        returned = f"{form_no}-退回.xlsx" if form_no else _returned_name(name)
+        dest = self._free(self.ws.outbox(to_role) / returned, reusing=earlier)
         reasons = "\n".join(f"{p.label}:{p.message}" for p in problems)
         message = f"退回{ROLE_NAMES[to_role]}:{len(problems)} 个问题"
         return _Plan(
@@ -589,11 +598,45 @@ class Processor:
             result=Result(
                 Outcome.RETURNED, name, message, form_no, to_role, problems=tuple(problems)
             ),
+            take_away=earlier,
         )
 
-    def _free(self, dest: Path, *companions: str) -> Path:
-        """The name a new file gets in a person's folder: free, and not a look-alike of one."""
-        return next(free_names(dest, *companions))
+    def _free(
+        self, dest: Path, *companions: str, reusing: list[tuple[Path, str]] | None = None
+    ) -> Path:
+        """The name a new file gets in a person's folder: free, and not a look-alike of one.
+
+        Names of copies that are ``reusing``-ed (taken away first) count as free.
+        """
+        freed = {path.name for path, _ in reusing or ()}
+        return next(free_names(dest, *companions, freed=freed))
+
+    def _earlier_copies(
+        self, form_no: str | None, name: str, sha: str, role: str | None
+    ) -> list[tuple[Path, str]]:
+        """Copies of this form we gave people that are still in their folders.
+
+        Every earlier copy of a numbered form, and the file just dropped if its sender left
+        an identical copy of it in their folder (a returned new form, fixed and copied back).
+        """
+        outbox = self.ws.root / "outbox"
+        copies: list[tuple[Path, str]] = []
+        if form_no:
+            for dest, delivered in self.ledger.form_copies(form_no):
+                path = Path(dest)
+                if outbox in path.parents and path.is_file() and not path.is_symlink():
+                    copies.append((path, delivered))
+        if role:
+            left = self.ws.outbox(role) / name
+            if (
+                name.endswith("退回.xlsx")
+                and all(left != path for path, _ in copies)
+                and left.is_file()
+                and not left.is_symlink()
+                and sha256_of(left) == sha
+            ):
+                copies.append((left, sha))
+        return copies
 
     def _new_form_no(self, now: dt.datetime) -> str:
         prefix = f"{self.config.form_no_prefix}{now:%Y%m%d}-"
@@ -694,6 +737,8 @@ class Processor:
             deliveries=deliveries,
             sent_shas=[d[2] for d in deliveries] if plan.sent else [],
         )
+        if self._deliver:
+            self._take_away(plan.take_away, plan.event.at)
         delivered, failed = self._finish(receipt_id, path, sha, identity, in_inbox=True)
         assert plan.result is not None
         result = plan.result
@@ -742,6 +787,31 @@ class Processor:
         # One commit for all marks: a crash before it only repeats idempotent deliveries.
         self.ledger.finish_receipt(receipt_id, done, complete=not failed)
         return delivered, failed
+
+    def _take_away(self, copies: list[tuple[Path, str]], now: dt.datetime) -> None:
+        """Remove our earlier copies from people's folders; archive a person's edits first.
+
+        Tidying only: a copy that cannot be taken away stays, and nothing is ever lost (our
+        bytes are in the archive, a copy edited in place is archived before it goes).
+        """
+        for path, delivered in copies:
+            hold = take_aside(path)
+            if hold is None:
+                continue
+            try:
+                if kind_of(os.lstat(hold)) is not EntryKind.FILE:
+                    put_back(hold, path)
+                    continue
+                current = sha256_of(hold)
+                if current != delivered:
+                    kept = archive_path(self.ws.sheets, SUPERSEDED, now, current, path.name)
+                    write_exclusive(kept, hold.read_bytes())
+                hold.unlink()
+                log.info("took the earlier copy %s away", _shown(path, self.ws.root))
+            except OSError as exc:
+                log.warning("could not take the earlier copy %s away: %s", path, exc)
+                if hold.exists():
+                    put_back(hold, path)
 
     def _deliver_one(self, delivery: Delivery, inbox_file: Path, identity: Identity | None) -> Path:
         dest = Path(delivery.dest)
