@@ -39,7 +39,7 @@ from .calendar import WorkCalendar
 from .config import ROLE_NAMES
 from .errors import FileRejected, Reason
 from .forms import FieldProblem, FormReading, read_form
-from .layout import FIELDS_BY_NAME, REFUND_TEMPLATE_FILE
+from .layout import FIELDS_BY_NAME, REFUND_TEMPLATE_FILE, TEMPLATE_VERSION, VERSION_PROPERTY
 from .ledger import FormUpdate, Ledger, NewEvent, iso
 from .routing import STEP_NAMES, WAITING_ON, Step, fill_was_late, next_step
 from .sandbox import ParserPool
@@ -337,13 +337,18 @@ class Processor:
         if move.to_step is Step.FINANCE_RETURNED and move.signed_block:
             detail = f"财务退回:{form.blocks[move.signed_block].opinion or ''}"
         from_role = WAITING_ON[step]
+        # A tool that re-saved the form dropped the version mark; the routed copy gets it back.
+        mark_note, restore = "", {}
+        if reading.version_mark_missing:
+            mark_note = "(缺少模板版本标记,按当前模板读取,已补回)"
+            restore = {VERSION_PROPERTY: f'"{TEMPLATE_VERSION}"'}
         history = [
             *(
                 _history_row(e.at, e.to_step, e.from_role, e.to_role, e.actor, e.file_name)
                 for e in self.ledger.events(form_no)
                 if e.kind == "accepted"
             ),
-            _history_row(now, move.to_step, from_role, move.to_role, actor, name),
+            _history_row(now, move.to_step, from_role, move.to_role, actor, name + mark_note),
         ]
         cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
         patched = apply_patch(
@@ -352,6 +357,7 @@ class Processor:
                 sheet=form.sheet,
                 cell_values={cell: form_no},
                 history_rows=[HISTORY_HEADER, *history],
+                missing_names=restore,
             ),
         )
         out_name = f"{form_no}.xlsx"
