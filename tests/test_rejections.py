@@ -271,6 +271,29 @@ def test_formula_in_a_field_is_returned_whatever_its_cached_value(
     assert status_forms(run) == []
 
 
+def _form_carrying(part: str, content_type: str, body: bytes) -> bytes:
+    """A filled form with one more part (declared in [Content_Types].xml), as a tool adds it."""
+    override = f'<Override PartName="/{part}" ContentType="{content_type}"/>'.encode()
+
+    def add_type(name: str, data: bytes) -> bytes:
+        if name == "[Content_Types].xml":
+            return data.replace(b"</Types>", override + b"</Types>")
+        return data
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(io.BytesIO(rewrite_parts(make_form(), add_type))) as src:
+            for info in src.infolist():
+                zf.writestr(info.filename, src.read(info))
+        zf.writestr(part, body)
+    return out.getvalue()
+
+
+def _vba_project_of(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        return zf.read("xl/vbaProject.bin")
+
+
 def _xlsx_of_another_shape() -> bytes:
     import xlsxwriter
 
@@ -316,6 +339,28 @@ def _xlsx_of_another_shape() -> bytes:
             lambda: (CORPUS / "edr__agile_RC2_SHA1_CBC_pwd_password.xlsx").read_bytes(),
             ["加密"],
             id="encrypted",
+            marks=NEEDS_CORPUS,
+        ),
+        pytest.param(
+            "外链.xlsx",
+            lambda: _form_carrying(
+                "xl/externalLinks/externalLink1.xml",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.externalLink+xml",
+                b'<externalLink xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                b'<ddeLink ddeService="cmd" ddeTopic="/c calc"/></externalLink>',
+            ),
+            ["指向其他文件的链接", "断开链接"],
+            id="dde-link-in-a-form",
+        ),
+        pytest.param(
+            "宏.xlsx",
+            lambda: _form_carrying(
+                "xl/media/image1.png",
+                "image/png",
+                _vba_project_of(CORPUS / "rustxw__macro01.xlsm"),
+            ),
+            ["宏代码", "另存为不含宏"],
+            id="vba-project-renamed-as-an-image",
             marks=NEEDS_CORPUS,
         ),
     ],
