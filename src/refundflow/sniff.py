@@ -3,10 +3,11 @@
 Runs in the watcher's own process on every file that lands in the inbox, before any parser sees
 it, so it must be cheap (a few hundred microseconds for a form-sized xlsx) and it must never
 raise: whatever goes wrong in here becomes a :class:`Sniffed` of kind ``CORRUPT`` or
-``UNKNOWN``. Nothing in this module decompresses more than a few bounded prefixes: a zip is
-judged from its central directory (declared sizes, counts, names) plus at most
-``_PEEK_BYTES``-sized reads of ``[Content_Types].xml`` and the workbook part; an OLE compound
-file is walked by a small bounds-checked reader instead of a parser.
+``UNKNOWN``. Memory stays bounded whatever the file: a zip is judged from its central directory
+(declared sizes, counts, names), at most ``_PEEK_BYTES``-sized reads of ``[Content_Types].xml``
+and the workbook part, and one pass over every part's bytes in ``_CHUNK``-sized pieces (DTDs,
+VBA projects, relationships that run or fetch something); an OLE compound file is walked by a
+small bounds-checked reader instead of a parser.
 
 Only :attr:`FileKind.XLSX` and :attr:`FileKind.STRICT_XLSX` are candidates for the form reader
 (see :attr:`Sniffed.accepted`); everything else carries a Chinese ``description`` and ``hint``
@@ -463,7 +464,6 @@ _CONTENT_TYPE = re.compile(r"""ContentType\s*=\s*["']([^"']*)["']""", re.IGNOREC
 _SHEET_ELEMENT = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?sheet[\s/>]")
 _STRICT_NS = "http://purl.oclc.org/ooxml/"
 _DOCTYPE = re.compile("<!DOCTYPE", re.IGNORECASE)
-_DOCTYPE_B = re.compile(b"<!DOCTYPE", re.IGNORECASE)
 _DRIVE = re.compile("[a-z]:")
 
 
