@@ -148,3 +148,19 @@ def test_form_filled_by_a_javascript_writer_travels_the_whole_route_to_closed(
         "待行政部跟踪归档",
         "已归档",
     ]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_earlier_copy_resaved_by_a_javascript_writer_is_still_refused_as_stale(
+    tool: str, root: Path, run: Invoke, tmp_path: Path
+) -> None:
+    drop(root, "a.xlsx", js_fill(tool, REFUND_TEMPLATE.read_bytes(), NEW_FORM, tmp_path))
+    run("process", now="2026-11-23 09:10")
+    tech_copy = take(root, "tech", FILE)
+    tech = block("tech", "王五", dt.datetime(2026, 11, 23, 9, 30))
+    drop(root, FILE, js_fill(tool, tech_copy, tech, tmp_path))
+    run("process", now="2026-11-23 09:31")
+    # The technical department re-saves the copy it kept and drops it again.
+    drop(root, "again.xlsx", js_fill(tool, tech_copy, tech | {"tech_opinion": "补充"}, tmp_path))
+    result = run("process", now="2026-11-23 09:35")
+    assert result.output.startswith(f"[已拒收] again.xlsx: 退回:这是退款单 {FORM} 的旧副本")
