@@ -389,7 +389,11 @@ def _sheet_part(zf: zipfile.ZipFile, workbook_part: str, rid: str) -> str | None
 
 
 def _xml_decoder(head: bytes) -> codecs.IncrementalDecoder:
-    """An incremental decoder for an XML part, from its first bytes (UTF-16 with or without BOM)."""
+    """An incremental decoder for an XML part, from its first bytes (UTF-16 with or without BOM).
+
+    UTF-8 is decoded as Latin-1, which is much faster and never fails: only ASCII markup is
+    searched in the text, and no byte of a multi-byte UTF-8 character is ASCII.
+    """
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         encoding = "utf-16"
     elif head.startswith(b"\x00<"):
@@ -397,7 +401,7 @@ def _xml_decoder(head: bytes) -> codecs.IncrementalDecoder:
     elif head.startswith(b"<\x00"):
         encoding = "utf-16-le"
     else:
-        encoding = "utf-8"
+        encoding = "latin-1"
     return codecs.getincrementaldecoder(encoding)(errors="replace")
 
 
@@ -438,18 +442,17 @@ def _read_chunk(fh: Any, part: str) -> bytes:
     return data
 
 
-def _formulas_in(
-    zf: zipfile.ZipFile, part: str, wanted: set[tuple[int, int]]
-) -> dict[tuple[int, int], str]:
-    """(row, column) -> formula text of the ``wanted`` cells that hold a formula.
+def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> dict[str, str]:
+    """A1 address -> formula text of the field ``cells`` that hold a formula.
 
     Values are read by calamine, which returns a formula cell's cached value: that value is
     whatever the last writer stored, not what an office program shows after recalculating
     (``=26850`` cached as ``268.5``). So the input cells are checked for formulas here.
     """
-    if not wanted or not _has_formula(zf, part):
+    if not cells or not _has_formula(zf, part):
         return {}
-    found: dict[tuple[int, int], str] = {}
+    wanted = {layout.cell_to_rc(c): c for c in cells.values()}
+    found: dict[str, str] = {}
     # Any: typeshed's event union includes shapes that "start"/"end" events never have.
     parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
     row, col = -1, -1
@@ -472,7 +475,7 @@ def _formulas_in(
                     ref = _parse_ref(el.get("r", ""))
                     row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
                 elif event == "end" and tag == "f" and (row, col) in wanted:
-                    found[(row, col)] = (el.text or "").strip()
+                    found[wanted[row, col]] = (el.text or "").strip()
                 elif event == "end" and tag in ("c", "row"):
                     el.clear()  # keep memory bounded on a large sheet
     return found
@@ -654,12 +657,13 @@ def read_form(data: bytes) -> FormReading:
     with single values do not raise: they are collected in :attr:`FormReading.problems`.
     """
     zf = _open_zip(data)
-    with zf:
-        part = _workbook_part(zf)
-        workbook_xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
-        assert workbook_xml is not None  # _workbook_part checked it exists
-        book = _parse_workbook(_parse_xml(workbook_xml, part))
-        version = _custom_version(zf)
+    # Left open for the formula check at the end: it reads from memory, so there is nothing to
+    # release but references.
+    part = _workbook_part(zf)
+    workbook_xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
+    assert workbook_xml is not None  # _workbook_part checked it exists
+    book = _parse_workbook(_parse_xml(workbook_xml, part))
+    version = _custom_version(zf)
     if version is None:
         version_name = book.names.get(layout.VERSION_PROPERTY)
         version = _string_constant(version_name) if version_name else None
@@ -732,14 +736,12 @@ def read_form(data: bytes) -> FormReading:
             problems.append(FieldProblem(f.name, label, cell, exc.reason, f"{label}({cell}){exc}"))
 
     rid = book.sheet_rids.get(sheet)
-    if rid is not None and cells:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            sheet_part = _sheet_part(zf, part, rid)
-            wanted = {layout.cell_to_rc(c) for c in cells.values()}
-            formulas = _formulas_in(zf, sheet_part, wanted) if sheet_part else {}
+    sheet_part = _sheet_part(zf, part, rid) if rid is not None else None
+    formulas = _formulas_in(zf, sheet_part, cells) if sheet_part is not None else {}
+    if formulas:
         for f in layout.REFUND_FIELDS:
             at = cells.get(f.name)
-            formula = formulas.get(layout.cell_to_rc(at)) if at else None
+            formula = formulas.get(at) if at else None
             if at is None or formula is None:
                 continue
             # The cached value is not what people see: the field counts as unreadable.
