@@ -622,3 +622,12 @@ def test_reading_says_when_only_the_version_mark_is_missing(filled: bytes) -> No
     assert read_form(bare).version_mark_missing
     assert not read_form(filled).version_mark_missing  # the mark is there
     assert not read_form(insert_rows_above(bare, 2)).version_mark_missing  # another layout
+
+    def no_names_at_all(name: str, data: bytes) -> bytes | None:
+        if name == "xl/workbook.xml":  # a writer that keeps no defined names: labels only
+            return re.sub(rb"<definedNames>.*</definedNames>", b"", data, flags=re.S)
+        return None if name == "docProps/custom.xml" else data
+
+    by_labels = read_form(rewrite_parts(filled, no_names_at_all))
+    assert by_labels.form.located_by == "labels"
+    assert by_labels.version_mark_missing
