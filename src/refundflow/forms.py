@@ -456,6 +456,7 @@ def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> di
     # Any: typeshed's event union includes shapes that "start"/"end" events never have.
     parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
     row, col = -1, -1
+    rows_box: ElementTree.Element | None = None  # <sheetData>, emptied after every row
     with _open_member(zf, part) as fh:
         while chunk := _read_chunk(fh, part):
             try:
@@ -467,7 +468,9 @@ def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> di
                 ) from None
             for event, el in events:
                 tag = _local(el.tag)
-                if event == "start" and tag == "row":
+                if event == "start" and tag == "sheetData":
+                    rows_box = el
+                elif event == "start" and tag == "row":
                     r = el.get("r", "")
                     row = int(r) - 1 if r.isdigit() else row + 1
                     col = -1
@@ -476,8 +479,8 @@ def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> di
                     row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
                 elif event == "end" and tag == "f" and (row, col) in wanted:
                     found[wanted[row, col]] = (el.text or "").strip()
-                elif event == "end" and tag in ("c", "row"):
-                    el.clear()  # keep memory bounded on a large sheet
+                elif event == "end" and tag == "row" and rows_box is not None:
+                    rows_box.clear()  # keep memory bounded on a large sheet: rows are done
     return found
 
 
