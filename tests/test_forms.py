@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import timeit
+import tracemalloc
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -631,3 +632,28 @@ def test_reading_says_when_only_the_version_mark_is_missing(filled: bytes) -> No
     by_labels = read_form(rewrite_parts(filled, no_names_at_all))
     assert by_labels.form.located_by == "labels"
     assert by_labels.version_mark_missing
+
+
+def test_formula_search_memory_does_not_grow_with_the_rows(filled: bytes) -> None:
+    def peak_for(rows: int) -> int:
+        extra = "".join(
+            f'<row r="{i}"><c r="H{i}"><v>{i}</v></c></row>' for i in range(100, 100 + rows)
+        )
+
+        def long_sheet(text: str) -> str:
+            text = _formula_in("D6", "26850", "1234.5")(text)  # type: ignore[operator]
+            return text.replace("</sheetData>", extra + "</sheetData>")
+
+        data = _with_sheet(filled, long_sheet)
+        tracemalloc.start()
+        try:
+            reading = read_form(data)
+            peak: int = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [p.cell for p in reading.problems] == ["D6"]
+        return peak
+
+    # Rows already searched are let go: 40,000 more rows (about 3 MB if kept) cost nothing.
+    growth = peak_for(50_000) - peak_for(10_000)
+    assert growth < 1024 * 1024, f"{growth / 1e6:.1f} MB more for 40,000 more rows"
