@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import timeit
+import tracemalloc
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -527,3 +528,132 @@ def test_rejects_foreign_sheet_named_like_ours() -> None:
     with pytest.raises(FormReadError) as info:
         read_form(out.getvalue())
     assert info.value.reason is Reason.FOREIGN_WORKBOOK
+
+
+# --- formulas in the fields, DTDs anywhere in a part (issue 6) -------------------------------
+
+
+def _with_sheet(data: bytes, edit: object) -> bytes:
+    def one(name: str, part: bytes) -> bytes:
+        return edit(part.decode()).encode() if name == "xl/worksheets/sheet1.xml" else part  # type: ignore[operator]
+
+    return rewrite_parts(data, one)
+
+
+def _formula_in(cell: str, formula: str, cached: str) -> object:
+    def edit(text: str) -> str:
+        start = text.index(f'<c r="{cell}"')
+        close = text.index("</c>", start) + len("</c>")
+        head = re.sub(r' t="[^"]*"', "", text[start : text.index(">", start) + 1])
+        return text.replace(text[start:close], f"{head}<f>{formula}</f><v>{cached}</v></c>", 1)
+
+    return edit
+
+
+def test_formula_in_a_field_makes_it_unreadable_whatever_its_cached_value(filled: bytes) -> None:
+    reading = read_form(_with_sheet(filled, _formula_in("D6", "26850", "1234.5")))
+    assert reading.form.amount is None
+    assert reading.form.canonical()["amount"] == "=26850"  # a changed formula is a change
+    [problem] = reading.problems
+    assert (problem.field, problem.label, problem.cell, problem.reason) == (
+        "amount",
+        "金额",
+        "D6",
+        Reason.FORMULA,
+    )
+    assert problem.message == (
+        "金额(D6)填写的是公式“=26850”,显示的值不可信:请直接填写数值,不要使用公式"
+    )
+
+
+def test_formula_outside_the_fields_is_no_problem(filled: bytes) -> None:
+    wb = openpyxl.load_workbook(io.BytesIO(filled))
+    wb[layout.REFUND_SHEET]["H6"] = "=D6*2"  # a person's own working next to the form
+    assert read_form(to_bytes(wb)).problems == ()
+
+
+def test_formula_in_a_cell_written_without_its_address_is_found(filled: bytes) -> None:
+    def no_cell_addresses(text: str) -> str:
+        # Cell references are optional: a cell's column is then the one after its neighbour.
+        # Empty <c/> placeholders keep the positions, as such writers do.
+        text = _formula_in("D6", "26850", "1234.5")(text)  # type: ignore[operator]
+        return re.sub(r'(<c) r="[A-Z]+\d+"', r"\1", text)
+
+    data = _with_sheet(filled, no_cell_addresses)
+    assert [(p.cell, p.reason) for p in read_form(data).problems] == [("D6", Reason.FORMULA)]
+
+
+@pytest.mark.parametrize(
+    ("part", "encoding"),
+    [
+        pytest.param("xl/workbook.xml", "utf-8", id="workbook"),
+        pytest.param("xl/workbook.xml", "utf-16", id="workbook-utf16"),
+        pytest.param("xl/worksheets/sheet1.xml", "utf-8", id="form-sheet"),
+    ],
+)
+def test_dtd_after_the_first_bytes_of_a_part_is_refused(
+    filled: bytes, part: str, encoding: str
+) -> None:
+    padding = "<!--" + " " * 200_000 + "-->"  # far past any prefix a reader might look at
+
+    def edit(name: str, data: bytes) -> bytes:
+        if name != part:
+            return data
+        text = data.decode().replace('encoding="UTF-8"', f'encoding="{encoding.upper()}"')
+        head, sep, rest = text.partition("?>")
+        return (head + sep + padding + '<!DOCTYPE x [<!ENTITY a "aaaa">]>' + rest).encode(encoding)
+
+    with pytest.raises(FileRejected) as info:
+        read_form(rewrite_parts(filled, edit))
+    assert (info.value.reason, info.value.message) == (
+        Reason.CORRUPT,
+        f"文件中的 {part} 格式不正确",
+    )
+
+
+def test_reading_says_when_only_the_version_mark_is_missing(filled: bytes) -> None:
+    def no_mark(name: str, data: bytes) -> bytes | None:
+        if name == "xl/workbook.xml":
+            return re.sub(
+                rb'<definedName name="refundflow_template">[^<]*</definedName>', b"", data
+            )
+        return None if name == "docProps/custom.xml" else data
+
+    bare = rewrite_parts(filled, no_mark)
+    assert read_form(bare).version_mark_missing
+    assert not read_form(filled).version_mark_missing  # the mark is there
+    assert not read_form(insert_rows_above(bare, 2)).version_mark_missing  # another layout
+
+    def no_names_at_all(name: str, data: bytes) -> bytes | None:
+        if name == "xl/workbook.xml":  # a writer that keeps no defined names: labels only
+            return re.sub(rb"<definedNames>.*</definedNames>", b"", data, flags=re.S)
+        return None if name == "docProps/custom.xml" else data
+
+    by_labels = read_form(rewrite_parts(filled, no_names_at_all))
+    assert by_labels.form.located_by == "labels"
+    assert by_labels.version_mark_missing
+
+
+def test_formula_search_memory_does_not_grow_with_the_rows(filled: bytes) -> None:
+    def peak_for(rows: int) -> int:
+        extra = "".join(
+            f'<row r="{i}"><c r="H{i}"><v>{i}</v></c></row>' for i in range(100, 100 + rows)
+        )
+
+        def long_sheet(text: str) -> str:
+            text = _formula_in("D6", "26850", "1234.5")(text)  # type: ignore[operator]
+            return text.replace("</sheetData>", extra + "</sheetData>")
+
+        data = _with_sheet(filled, long_sheet)
+        tracemalloc.start()
+        try:
+            reading = read_form(data)
+            peak: int = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [p.cell for p in reading.problems] == ["D6"]
+        return peak
+
+    # Rows already searched are let go: 40,000 more rows (about 3 MB if kept) cost nothing.
+    growth = peak_for(50_000) - peak_for(10_000)
+    assert growth < 1024 * 1024, f"{growth / 1e6:.1f} MB more for 40,000 more rows"

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 import python_calamine
 
+from refundflow.forms import read_form
+from refundflow.layout import TEMPLATE_VERSION
 from refundflow.xlsxpatch import HIGHLIGHT_RGB
 
 from conftest import CORPUS, NEW_FORM, Invoke, block, drop, edit_form, make_form, take
-from formfill import rewrite_parts
+from formfill import insert_rows_above, rewrite_parts
 
 FORM = "TKD20261123-001"
 NEEDS_CORPUS = pytest.mark.skipif(
@@ -31,6 +36,13 @@ def return_rows(path: Path) -> list[list[object]]:
 
 def reasons_text(path: Path) -> str:
     return "\n".join(" ".join(str(v) for v in row) for row in return_rows(path))
+
+
+def status_forms(run: Invoke) -> list[object]:
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.output
+    forms: list[object] = json.loads(result.output)
+    return forms
 
 
 def returned(root: Path, role: str, name: str) -> Path:
@@ -176,15 +188,106 @@ def test_unchanged_copy_dropped_back_by_the_wrong_role_is_not_a_hand_off(
     assert "技术部处理意见·执行人" in reasons_text(returned(root, "tech", f"{FORM}-退回.xlsx"))
 
 
-def test_form_without_a_template_version_is_an_old_template(root: Path, run: Invoke) -> None:
-    def drop_version(name: str, part: bytes) -> bytes:
+def _without_version_mark(name: str, part: bytes) -> bytes:
+    # What ExcelJS does: the custom property and the constant name are gone.
+    if name in ("xl/workbook.xml", "docProps/custom.xml"):
+        return part.replace(b"refundflow_template", b"other_marker")
+    return part
+
+
+def test_current_form_whose_version_mark_was_dropped_is_routed_and_gets_the_mark_back(
+    root: Path, run: Invoke
+) -> None:
+    drop(root, "网页填写.xlsx", rewrite_parts(make_form(), _without_version_mark))
+    result = run("process")
+    assert result.output == f"[已流转] 网页填写.xlsx: {FORM} → 技术部(待技术部核实)\n"
+    routed = read_form((root / "outbox" / "tech" / FILE).read_bytes())
+    assert routed.form.template_version == TEMPLATE_VERSION
+    assert not routed.version_mark_missing
+    history = python_calamine.CalamineWorkbook.from_path(str(root / "outbox" / "tech" / FILE))
+    rows = history.get_sheet_by_name("流转记录").to_python()
+    assert rows[-1][5] == "网页填写.xlsx"
+    assert "缺少模板版本标记,按当前模板读取,已补回" in rows[-1][6]  # 备注
+
+
+def test_older_layout_without_a_version_mark_is_an_old_template(root: Path, run: Invoke) -> None:
+    # An older template: same labels and names, but the form sat two rows lower.
+    older = insert_rows_above(rewrite_parts(make_form(), _without_version_mark), 2)
+    drop(root, "旧模板.xlsx", older)
+    result = run("process")
+    assert result.output == "[已退回] 旧模板.xlsx: 退回客服部:1 个问题\n"
+    reasons = reasons_text(returned(root, "cs", "旧模板-退回.xlsx"))
+    assert "此表不是当前版本的退款申请表模板(当前 refundflow-2026.1,此表:无版本标记)" in reasons
+
+
+def test_form_with_another_version_mark_is_an_old_template(root: Path, run: Invoke) -> None:
+    def older_mark(name: str, part: bytes) -> bytes:
         if name in ("xl/workbook.xml", "docProps/custom.xml"):
-            return part.replace(b"refundflow_template", b"other_marker")
+            return part.replace(b"refundflow-2026.1", b"refundflow-2025.1")
         return part
 
-    drop(root, "旧模板.xlsx", rewrite_parts(make_form(), drop_version))
+    drop(root, "旧模板.xlsx", rewrite_parts(make_form(), older_mark))
     run("process")
-    assert "模板" in reasons_text(returned(root, "cs", "旧模板-退回.xlsx"))
+    reasons = reasons_text(returned(root, "cs", "旧模板-退回.xlsx"))
+    assert "此表:refundflow-2025.1" in reasons
+
+
+@pytest.mark.parametrize(
+    ("label", "cell", "formula", "cached"),
+    [
+        pytest.param("金额", "D6", "26850", "268.5", id="amount-cached-value-differs"),
+        pytest.param("订单号", "B6", '"TK"&"20261122001"', "TK20261122001", id="order-text"),
+        pytest.param("客服部处理意见·领导审批", "F10", 'IF(1,"同意")', "同意", id="approval"),
+    ],
+)
+def test_formula_in_a_field_is_returned_whatever_its_cached_value(
+    root: Path, run: Invoke, label: str, cell: str, formula: str, cached: str
+) -> None:
+    def formula_in_cell(name: str, part: bytes) -> bytes:
+        if name != "xl/worksheets/sheet1.xml":
+            return part
+        text = part.decode()
+        start = text.index(f'<c r="{cell}"')
+        close = text.index("</c>", start) + len("</c>")
+        head = text[start : text.index(">", start) + 1]
+        kind = "" if cached[0].isdigit() else ' t="str"'
+        head = re.sub(r' t="[^"]*"', "", head).replace(">", f"{kind}>")
+        new = f"{head}<f>{escape(formula)}</f><v>{escape(cached)}</v></c>"
+        return text.replace(text[start:close], new, 1).encode()
+
+    drop(root, "公式.xlsx", rewrite_parts(make_form(), formula_in_cell))
+    result = run("process")
+    assert result.output == "[已退回] 公式.xlsx: 退回客服部:1 个问题\n"
+    path = returned(root, "cs", "公式-退回.xlsx")
+    assert return_rows(path)[1][1:4] == [
+        label,
+        cell,
+        f"{label}({cell})填写的是公式“={formula}”,显示的值不可信:请直接填写数值,不要使用公式",
+    ]
+    assert status_forms(run) == []
+
+
+def _form_carrying(part: str, content_type: str, body: bytes) -> bytes:
+    """A filled form with one more part (declared in [Content_Types].xml), as a tool adds it."""
+    override = f'<Override PartName="/{part}" ContentType="{content_type}"/>'.encode()
+
+    def add_type(name: str, data: bytes) -> bytes:
+        if name == "[Content_Types].xml":
+            return data.replace(b"</Types>", override + b"</Types>")
+        return data
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(io.BytesIO(rewrite_parts(make_form(), add_type))) as src:
+            for info in src.infolist():
+                zf.writestr(info.filename, src.read(info))
+        zf.writestr(part, body)
+    return out.getvalue()
+
+
+def _vba_project_of(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        return zf.read("xl/vbaProject.bin")
 
 
 def _xlsx_of_another_shape() -> bytes:
@@ -232,6 +335,28 @@ def _xlsx_of_another_shape() -> bytes:
             lambda: (CORPUS / "edr__agile_RC2_SHA1_CBC_pwd_password.xlsx").read_bytes(),
             ["加密"],
             id="encrypted",
+            marks=NEEDS_CORPUS,
+        ),
+        pytest.param(
+            "外链.xlsx",
+            lambda: _form_carrying(
+                "xl/externalLinks/externalLink1.xml",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.externalLink+xml",
+                b'<externalLink xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                b'<ddeLink ddeService="cmd" ddeTopic="/c calc"/></externalLink>',
+            ),
+            ["指向其他文件的链接", "断开链接"],
+            id="dde-link-in-a-form",
+        ),
+        pytest.param(
+            "宏.xlsx",
+            lambda: _form_carrying(
+                "xl/media/image1.png",
+                "image/png",
+                _vba_project_of(CORPUS / "rustxw__macro01.xlsm"),
+            ),
+            ["宏代码", "另存为不含宏"],
+            id="vba-project-renamed-as-an-image",
             marks=NEEDS_CORPUS,
         ),
     ],
@@ -286,5 +411,9 @@ def test_form_whose_number_cell_holds_a_shared_formula_is_answered_not_retried(
     drop(root, "公式.xlsx", rewrite_parts(make_form(), shared_formula_in_b2))
     result = run("process")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("[已拒收] 公式.xlsx: 退回:")
+    # A formula in a field is the sender's to fix (issue 6): returned, with the field named.
+    assert result.output == "[已退回] 公式.xlsx: 退回客服部:1 个问题\n"
+    assert "编号 B2 编号(B2)填写的是公式“=1+1”" in reasons_text(
+        returned(root, "cs", "公式-退回.xlsx")
+    )
     assert not list((root / "inbox").iterdir())

@@ -193,7 +193,7 @@ CASES = [
     pytest.param(
         rezip(XLSX, extra=(("xl/vbaProject.bin", b"\0" * 64),)),
         "m.xlsx",
-        FileKind.XLSM,
+        FileKind.MACROS,
         id="vba-project-inside-xlsx",
     ),
     pytest.param(make_cfb({"Workbook": biff8()}), "old.xls", FileKind.XLS, id="ole-biff8"),
@@ -350,6 +350,142 @@ CASES = [
 ]
 
 
+# --- what an .xlsx may carry (issue 6): nothing that runs or fetches, no DTD anywhere -------------
+
+WB_RELS = "xl/_rels/workbook.xml.rels"
+SHEET_RELS = "xl/worksheets/_rels/sheet1.xml.rels"
+REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def add_rel(part: str, rel_type: str, target: str, *, external: bool = False) -> bytes:
+    mode = ' TargetMode="External"' if external else ""
+    rel = f'<Relationship Id="rId99" Type="{rel_type}" Target="{target}"{mode}/>'.encode()
+    if part == SHEET_RELS:  # the xlsxwriter sheet has no rels part: give it one
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas'
+            b'.openxmlformats.org/package/2006/relationships">' + rel + b"</Relationships>"
+        )
+        return rezip(XLSX, extra=((part, body),))
+    return rezip(XLSX, edit=replace_in(part, b"</Relationships>", rel + b"</Relationships>"))
+
+
+def add_override(part_name: str, content_type: str, body: bytes) -> bytes:
+    override = f'<Override PartName="/{part_name}" ContentType="{content_type}"/>'.encode()
+    return rezip(
+        XLSX,
+        edit=replace_in("[Content_Types].xml", b"</Types>", override + b"</Types>"),
+        extra=((part_name, body),),
+    )
+
+
+EXTERNAL_LINK = (
+    b'<externalLink xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    b'<ddeLink ddeService="cmd" ddeTopic="/c calc"/></externalLink>'
+)
+COMMENT_PADDING = b"<!--" + b" " * 100_000 + b"-->"
+
+
+def utf16_with_dtd(part: bytes) -> bytes:
+    """The part re-encoded as UTF-16LE with a BOM, a long comment and a DTD before the root."""
+    root = part[part.index(b"?>") + 2 :].decode()
+    text = '<?xml version="1.0" encoding="UTF-16"?>' + COMMENT_PADDING.decode()
+    return b"\xff\xfe" + (text + BOMB_DTD.decode() + root).encode("utf-16-le")
+
+
+CARRIED = [
+    pytest.param(
+        rezip(XLSX, extra=(("xl/media/image9.png", make_cfb({"_VBA_PROJECT": b"x" * 64})),)),
+        FileKind.MACROS,
+        id="vba-project-bytes-under-an-image-name",
+    ),
+    pytest.param(
+        add_rel(
+            WB_RELS,
+            "http://schemas.microsoft.com/office/2006/relationships/vbaProject",
+            "media/notes.dat",
+        ),
+        FileKind.MACROS,
+        id="vba-relationship-to-an-innocent-name",
+    ),
+    pytest.param(
+        add_override(
+            "xl/activeX/activeX1.xml",
+            "application/vnd.ms-office.activeX+xml",
+            b'<ax:ocx xmlns:ax="http://schemas.microsoft.com/office/2006/activeX"/>',
+        ),
+        FileKind.MACROS,
+        id="activex-content-type",
+    ),
+    pytest.param(
+        add_rel(SHEET_RELS, f"{REL}/control", "../activeX/activeX1.xml"),
+        FileKind.MACROS,
+        id="activex-control-relationship",
+    ),
+    pytest.param(
+        add_override(
+            "xl/externalLinks/externalLink1.xml",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.externalLink+xml",
+            EXTERNAL_LINK,
+        ),
+        FileKind.EXTERNAL_LINKS,
+        id="dde-link-part",
+    ),
+    pytest.param(
+        add_rel(WB_RELS, f"{REL}/externalLink", "externalLinks/externalLink1.xml"),
+        FileKind.EXTERNAL_LINKS,
+        id="external-link-relationship",
+    ),
+    pytest.param(
+        add_rel(WB_RELS, f"{REL}/connections", "connections.xml"),
+        FileKind.EXTERNAL_LINKS,
+        id="data-connection",
+    ),
+    pytest.param(
+        add_rel(SHEET_RELS, f"{REL}/oleObject", "file:///C:/x.docx", external=True),
+        FileKind.EXTERNAL_LINKS,
+        id="linked-ole-object",
+    ),
+    pytest.param(
+        add_rel(SHEET_RELS, f"{REL}/hyperlink", "https://example.com/", external=True),
+        FileKind.XLSX,
+        id="hyperlink-is-fine",
+    ),
+    pytest.param(
+        rezip(
+            XLSX,
+            edit=replace_in("xl/sharedStrings.xml", b"<sst", COMMENT_PADDING + BOMB_DTD + b"<sst"),
+        ),
+        FileKind.CORRUPT,
+        id="dtd-after-a-long-comment",
+    ),
+    pytest.param(
+        rezip(XLSX, edit=lambda n, b: utf16_with_dtd(b) if n == "xl/sharedStrings.xml" else b),
+        FileKind.CORRUPT,
+        id="dtd-in-a-utf16-part",
+    ),
+    pytest.param(
+        rezip(
+            XLSX, extra=(("customXml/item1.dat", b"<?xml version='1.0'?>" + BOMB_DTD + b"<a/>"),)
+        ),
+        FileKind.CORRUPT,
+        id="dtd-in-xml-under-another-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "kind"), CARRIED)
+def test_what_an_xlsx_carries(data: bytes, kind: FileKind) -> None:
+    result = sniff(data, name="form.xlsx")
+    assert result.kind is kind, result.detail
+    assert not result.extension_mismatch
+    if kind is FileKind.MACROS:
+        assert result.reason is Reason.MACROS
+        assert "另存为不含宏" in result.hint
+    if kind is FileKind.EXTERNAL_LINKS:
+        assert result.reason is Reason.EXTERNAL_LINKS
+        assert "断开链接" in result.hint
+
+
 @pytest.mark.parametrize(("data", "name", "kind"), CASES)
 def test_kind(data: bytes, name: str, kind: FileKind) -> None:
     result = sniff(data, name=name)
@@ -482,9 +618,22 @@ SNIFF_CANNOT_TELL = {
 }
 
 
+# Workbooks that would prompt their reader to fetch something (checked by hand): real database
+# connections, a linked remote picture, links to other workbooks.
+LINKS_OUT: dict[str, FileKind] = {
+    "poi__dataValidationTableRange.xlsx": FileKind.EXTERNAL_LINKS,  # ODBC query connection
+    "poi__picture.xlsx": FileKind.EXTERNAL_LINKS,  # ODBC query connection
+    "poi__stress020.xlsx": FileKind.EXTERNAL_LINKS,  # externalLink part
+    "phpspreadsheet__urlImage.xlsx": FileKind.EXTERNAL_LINKS,  # picture fetched from https://
+    "form__easypoi__sanhang_huanbi_fenxi_report.xlsx": FileKind.EXTERNAL_LINKS,  # externalLink
+}
+
+
 def expected_kinds(row: dict[str, str]) -> set[FileKind] | None:
     """The kinds sniff may report for a manifest row; None for corrupt/hostile."""
     kind, detected = row["kind"], row["detected"]
+    if row["name"] in LINKS_OUT:
+        return {LINKS_OUT[row["name"]]}
     if kind in BY_KIND:
         return BY_KIND[kind]
     if kind == "xlsx-family":

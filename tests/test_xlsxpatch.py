@@ -700,3 +700,50 @@ def test_zip_bomb_part_is_refused(source: bytes, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(xp, "MAX_PART_BYTES", 100)
     with pytest.raises(PatchError, match="过大"):
         apply_patch(source, Patch(REFUND_SHEET, {"B2": "x"}))
+
+
+MARK = {"refundflow_template": '"refundflow-2026.1"'}
+
+
+def workbook_names(data: bytes) -> list[tuple[str, str]]:
+    """(name, formula) of every workbook-scope defined name, in document order."""
+    wb = xml(data, "xl/workbook.xml")
+    return [
+        (d.get("name", ""), d.text or "")
+        for d in wb.iterfind("{*}definedNames/{*}definedName")
+        if d.get("localSheetId") is None
+    ]
+
+
+def test_missing_name_is_put_back_once(variant: Variant) -> None:
+    assert "refundflow_template" not in dict(workbook_names(variant.data))
+    once = apply_patch(variant.data, Patch(REFUND_SHEET, missing_names=MARK))
+    assert workbook_names(once) == [*workbook_names(variant.data), *MARK.items()]
+    wb = load(once, variant)
+    assert wb.defined_names["refundflow_template"].attr_text == '"refundflow-2026.1"'
+    assert apply_patch(once, Patch(REFUND_SHEET, missing_names=MARK)) is once  # present: kept
+
+
+def test_missing_name_goes_after_the_sheets_when_the_workbook_has_no_names(
+    source: bytes,
+) -> None:
+    text = members(source)["xl/workbook.xml"]
+    bare = re.sub(rb"<definedNames>.*</definedNames>|<definedNames/>", b"", text, flags=re.S)
+    no_names = rewrite(source, {"xl/workbook.xml": bare})
+    assert workbook_names(no_names) == []
+    patched = apply_patch(no_names, Patch(REFUND_SHEET, missing_names=MARK))
+    assert workbook_names(patched) == list(MARK.items())
+    order = [child.tag.rpartition("}")[2] for child in xml(patched, "xl/workbook.xml")]
+    assert order[order.index("sheets") + 1] == "definedNames"  # CT_Workbook's order
+    wb = openpyxl.load_workbook(io.BytesIO(patched))
+    assert wb.defined_names["refundflow_template"].attr_text == '"refundflow-2026.1"'
+
+
+def test_existing_name_of_the_same_name_is_left_as_it_is(source: bytes) -> None:
+    text = members(source)["xl/workbook.xml"]
+    own = text.replace(
+        b"</definedNames>",
+        b'<definedName name="REFUNDFLOW_TEMPLATE">1</definedName></definedNames>',
+    )
+    with_name = rewrite(source, {"xl/workbook.xml": own})
+    assert apply_patch(with_name, Patch(REFUND_SHEET, missing_names=MARK)) is with_name

@@ -26,6 +26,8 @@ class Reason(StrEnum):
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     FOREIGN_WORKBOOK = "foreign_workbook"
     OLD_TEMPLATE = "old_template"
+    MACROS = "macros"  # VBA, Excel 4.0 macro sheets or ActiveX, under any part name
+    EXTERNAL_LINKS = "external_links"  # links to other workbooks, DDE/OLE links, data connections
     # a field's value
     REQUIRED = "required"
     BAD_DATETIME = "bad_datetime"
@@ -39,6 +41,7 @@ class Reason(StrEnum):
     NOT_IN_ROSTER = "not_in_roster"
     NO_ROSTER = "no_roster"  # the role has no list and refundflow.toml requires one
     SAME_PERSON = "same_person"
+    FORMULA = "formula"  # an input cell holds a formula: its cached value is not what people see
     # the form against the ledger
     DUPLICATE_ORDER = "duplicate_order"
     EARLIER_STEP_CHANGED = "earlier_step_changed"

@@ -21,9 +21,11 @@ Round-trip findings that shaped this module (see tests/test_forms.py):
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import functools
 import io
+import posixpath
 import re
 import zipfile
 import zlib
@@ -53,8 +55,13 @@ _LABEL_SCAN_ROWS = 300
 # Rows read at most, even if a defined name points further down.
 _MAX_ROWS = 20_000
 _LABEL_MAX_LEN = 64
+# The form sheet is searched for formulas in chunks of this many bytes: memory stays bounded
+# whatever the size of the sheet.
+_CHUNK = 64 * 1024
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# No DTDs in OOXML: refusing them rules out entity-expansion tricks, wherever in a part they are.
+_DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
 _OFFICE_DOCUMENT = "/officeDocument"  # relationship type suffix, transitional and strict
 _IGNORED_SHEETS = frozenset({layout.RETURN_SHEET, layout.HISTORY_SHEET, layout.LISTS_SHEET})
@@ -133,6 +140,15 @@ class RefundForm:
     # canonical() still changes when someone corrects a bad value to another bad value.
     raw: Mapping[str, str] = field(default_factory=dict)
 
+    def has_current_layout(self) -> bool:
+        """Every field was found where the current template has it (by name or by label).
+
+        This is what lets a form whose version mark a re-saving tool dropped (ExcelJS drops the
+        custom property and the constant name) still count as the current template, while an
+        older template's layout does not.
+        """
+        return all(self.cells.get(f.name) == f.cell for f in layout.REFUND_FIELDS)
+
     def value(self, name: str) -> object:
         """The value of a field by its defined name (``"amount"``, ``"tech_by"``)."""
         f = layout.FIELDS_BY_NAME[name]
@@ -165,6 +181,11 @@ class FormReading:
     problems: tuple[FieldProblem, ...]
     history_rows: int | None = None  # entries in our 流转记录 sheet; None when it has none
     copy_token: str | None = None  # the 副本凭证 our last routed copy carried, if any
+
+    @property
+    def version_mark_missing(self) -> bool:
+        """No version mark at all, but the current template's layout: read as current."""
+        return self.form.template_version is None and self.form.has_current_layout()
 
 
 def _history(
@@ -254,8 +275,8 @@ def _read_part(zf: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
 
 
 def _parse_xml(data: bytes, part: str) -> ElementTree.Element:
-    # No DTDs in OOXML: refusing them rules out entity-expansion tricks up front.
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+    # The whole part, decoded first: a UTF-16 part spells "<!DOCTYPE" with NUL bytes between.
+    if _DTD.search(_xml_decoder(data[:4]).decode(data, final=True)):
         raise _rejected(Reason.CORRUPT, f"文件中的 {part} 格式不正确", TEMPLATE_HINT)
     try:
         return ElementTree.fromstring(data)
@@ -294,6 +315,7 @@ def _workbook_part(zf: zipfile.ZipFile) -> str:
 class _Book:
     sheets: list[tuple[str, str]] = field(default_factory=list)  # (name, state) in order
     names: dict[str, str] = field(default_factory=dict)  # workbook scope: name -> formula
+    sheet_rids: dict[str, str] = field(default_factory=dict)  # sheet name -> relationship id
     local_names: dict[str, str] = field(default_factory=dict)  # first sheet-scope definition
     date1904: bool = False
 
@@ -304,6 +326,10 @@ def _parse_workbook(root: ElementTree.Element) -> _Book:
         tag = _local(el.tag)
         if tag == "sheet":
             book.sheets.append((el.get("name", ""), el.get("state", "visible")))
+            # r:id in the transitional or the strict relationships namespace
+            ids = (v for k, v in el.attrib.items() if k.startswith("{") and _local(k) == "id")
+            if (rid := next(ids, None)) is not None:
+                book.sheet_rids.setdefault(el.get("name", ""), rid)
         elif tag == "definedName":
             name = el.get("name", "")
             if not name or name.startswith("_xlnm.") or el.text is None:
@@ -348,6 +374,137 @@ def _custom_version(zf: zipfile.ZipFile) -> str | None:
                 if child.text and child.text.strip():
                     return child.text.strip()
     return None
+
+
+# --- formulas in the input cells -------------------------------------------------------------
+
+# A formula element in any namespace prefix (<f>, <x:f>); text cannot hold a "<", so outside
+# comments this is always markup. A false hit only costs the exact parse below.
+_FORMULA_TAG = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
+_OVERLAP = 16  # longer than any pattern above, so a match split across two chunks is seen
+
+
+def _sheet_part(zf: zipfile.ZipFile, workbook_part: str, rid: str) -> str | None:
+    """The zip member of the worksheet with relationship id ``rid``, if it can be found."""
+    folder, base = posixpath.split(workbook_part)
+    rels = _read_part(zf, posixpath.join(folder, "_rels", f"{base}.rels"), _MAX_SMALL_PART)
+    if rels is None:
+        return None
+    by_folded = {n.casefold(): n for n in zf.namelist()}
+    for rel in _parse_xml(rels, "workbook.xml.rels").iter():
+        if _local(rel.tag) == "Relationship" and rel.get("Id") == rid:
+            target = rel.get("Target", "").replace("\\", "/")
+            path = target if target.startswith("/") else posixpath.join(folder, target)
+            return by_folded.get(posixpath.normpath(path).lstrip("/").casefold())
+    return None
+
+
+def _xml_decoder(head: bytes) -> codecs.IncrementalDecoder:
+    """An incremental decoder for an XML part, from its first bytes (UTF-16 with or without BOM).
+
+    UTF-8 is decoded as Latin-1, which is much faster and never fails: only ASCII markup is
+    searched in the text, and no byte of a multi-byte UTF-8 character is ASCII.
+    """
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif head.startswith(b"\x00<"):
+        encoding = "utf-16-be"
+    elif head.startswith(b"<\x00"):
+        encoding = "utf-16-le"
+    else:
+        encoding = "latin-1"
+    return codecs.getincrementaldecoder(encoding)(errors="replace")
+
+
+def _has_formula(zf: zipfile.ZipFile, part: str) -> bool:
+    """Whether the part has a formula element, read in chunks (DTDs refused, memory bounded)."""
+    found = False
+    with _open_member(zf, part) as fh:
+        decoder: codecs.IncrementalDecoder | None = None
+        tail = ""
+        while chunk := _read_chunk(fh, part):
+            if decoder is None:
+                decoder = _xml_decoder(chunk[:4])
+            text = tail + decoder.decode(chunk)
+            if _DTD.search(text):
+                raise _rejected(Reason.CORRUPT, f"文件中的 {part} 格式不正确", TEMPLATE_HINT)
+            found = found or _FORMULA_TAG.search(text) is not None
+            tail = text[-_OVERLAP:]
+    return found
+
+
+def _open_member(zf: zipfile.ZipFile, part: str) -> Any:
+    try:
+        return zf.open(part)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+            RuntimeError, ValueError) as exc:  # fmt: skip
+        raise _rejected(
+            Reason.CORRUPT, f"文件已损坏,无法读取 {part}({exc})", "请重新保存或重新复制一份"
+        ) from None
+
+
+def _read_chunk(fh: Any, part: str) -> bytes:
+    try:
+        data: bytes = fh.read(_CHUNK)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise _rejected(
+            Reason.CORRUPT, f"文件已损坏,无法读取 {part}({exc})", "请重新保存或重新复制一份"
+        ) from None
+    return data
+
+
+def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> dict[str, str]:
+    """A1 address -> formula text of the field ``cells`` that hold a formula.
+
+    Values are read by calamine, which returns a formula cell's cached value: that value is
+    whatever the last writer stored, not what an office program shows after recalculating
+    (``=26850`` cached as ``268.5``). So the input cells are checked for formulas here.
+    """
+    if not cells or not _has_formula(zf, part):
+        return {}
+    wanted = {layout.cell_to_rc(c): c for c in cells.values()}
+    found: dict[str, str] = {}
+    # Any: typeshed's event union includes shapes that "start"/"end" events never have.
+    parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
+    row, col = -1, -1
+    rows_box: ElementTree.Element | None = None  # <sheetData>, emptied after every row
+    with _open_member(zf, part) as fh:
+        while chunk := _read_chunk(fh, part):
+            try:
+                parser.feed(chunk)
+                events: list[tuple[str, ElementTree.Element]] = list(parser.read_events())
+            except ElementTree.ParseError as exc:
+                raise _rejected(
+                    Reason.CORRUPT, f"文件已损坏:{part} 无法解析({exc})", "请重新保存或重新复制一份"
+                ) from None
+            for event, el in events:
+                tag = _local(el.tag)
+                if event == "start" and tag == "sheetData":
+                    rows_box = el
+                elif event == "start" and tag == "row":
+                    r = el.get("r", "")
+                    row = int(r) - 1 if r.isdigit() else row + 1
+                    col = -1
+                elif event == "start" and tag == "c":
+                    ref = _parse_ref(el.get("r", ""))
+                    row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
+                elif event == "end" and tag == "f" and (row, col) in wanted:
+                    found[wanted[row, col]] = (el.text or "").strip()
+                elif event == "end" and tag == "row" and rows_box is not None:
+                    rows_box.clear()  # keep memory bounded on a large sheet: rows are done
+    return found
+
+
+def _formula_problem(f: Field, cell: str, formula: str) -> FieldProblem:
+    label = field_label(f)
+    shown = f"={formula[:40]}{'…' if len(formula) > 40 else ''}" if formula else "共享公式"
+    return FieldProblem(
+        f.name,
+        label,
+        cell,
+        Reason.FORMULA,
+        f"{label}({cell})填写的是公式“{shown}”,显示的值不可信:请直接填写数值,不要使用公式",
+    )
 
 
 # --- the form's sheet ------------------------------------------------------------------------
@@ -514,12 +671,13 @@ def read_form(data: bytes) -> FormReading:
     with single values do not raise: they are collected in :attr:`FormReading.problems`.
     """
     zf = _open_zip(data)
-    with zf:
-        part = _workbook_part(zf)
-        workbook_xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
-        assert workbook_xml is not None  # _workbook_part checked it exists
-        book = _parse_workbook(_parse_xml(workbook_xml, part))
-        version = _custom_version(zf)
+    # Left open for the formula check at the end: it reads from memory, so there is nothing to
+    # release but references.
+    part = _workbook_part(zf)
+    workbook_xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
+    assert workbook_xml is not None  # _workbook_part checked it exists
+    book = _parse_workbook(_parse_xml(workbook_xml, part))
+    version = _custom_version(zf)
     if version is None:
         version_name = book.names.get(layout.VERSION_PROPERTY)
         version = _string_constant(version_name) if version_name else None
@@ -590,6 +748,21 @@ def read_form(data: bytes) -> FormReading:
             raw[f.name] = normalize.text(value) or ""
             label = field_label(f)
             problems.append(FieldProblem(f.name, label, cell, exc.reason, f"{label}({cell}){exc}"))
+
+    rid = book.sheet_rids.get(sheet)
+    sheet_part = _sheet_part(zf, part, rid) if rid is not None else None
+    formulas = _formulas_in(zf, sheet_part, cells) if sheet_part is not None else {}
+    if formulas:
+        for f in layout.REFUND_FIELDS:
+            at = cells.get(f.name)
+            formula = formulas.get(at) if at else None
+            if at is None or formula is None:
+                continue
+            # The cached value is not what people see: the field counts as unreadable.
+            values[f.name] = None
+            raw[f.name] = f"={formula}"
+            problems = [p for p in problems if p.field != f.name]
+            problems.append(_formula_problem(f, at, formula))
 
     def block(role: str) -> BlockEntry:
         parts = {_block_attr(f): values[f.name] for f in layout.BLOCK_FIELDS[role]}

@@ -67,7 +67,13 @@ from .inboxfile import (
     sha256_of,
     take_aside,
 )
-from .layout import COPY_TOKEN_LABEL, FIELDS_BY_NAME, REFUND_TEMPLATE_FILE
+from .layout import (
+    COPY_TOKEN_LABEL,
+    FIELDS_BY_NAME,
+    REFUND_TEMPLATE_FILE,
+    TEMPLATE_VERSION,
+    VERSION_PROPERTY,
+)
 from .ledger import Delivery, FormRow, FormUpdate, Ledger, NewEvent, Receipt, iso
 from .routing import (
     STEP_NAMES,
@@ -85,6 +91,7 @@ from .xlsxpatch import Patch, PatchError, apply_patch
 
 log = logging.getLogger(__name__)
 
+MARK_RESTORED = "缺少模板版本标记,按当前模板读取,已补回"
 HISTORY_HEADER = ("时间", "环节", "从", "到", "经办人", "文件", "备注")
 RETURN_HEADER = ("序号", "项目", "单元格", "问题", "如何修改")
 REPLY_SUFFIX = ".退回原因.txt"
@@ -483,6 +490,12 @@ class Processor:
             # Kept in the event, so every later copy's 流转记录 still says so for this step.
             detail = f"{detail}\n{UNCHECKED_SIGNER}" if detail else UNCHECKED_SIGNER
         from_role = WAITING_ON[step]
+        # A tool that re-saved the form dropped the version mark; the routed copy gets it back,
+        # and the event keeps the note, so every later copy's 流转记录 still says so.
+        restore: dict[str, str] = {}
+        if reading.version_mark_missing:
+            restore = {VERSION_PROPERTY: f'"{TEMPLATE_VERSION}"'}
+            detail = f"{detail}\n{MARK_RESTORED}" if detail else MARK_RESTORED
         history = [
             *(
                 _history_row(
@@ -503,6 +516,7 @@ class Processor:
                 sheet=form.sheet,
                 cell_values={cell: form_no},
                 history_rows=[header, *history],
+                missing_names=restore,
             ),
         )
         out_name = f"{form_no}.xlsx"
@@ -953,6 +967,8 @@ def _how_to_fix(problem: FieldProblem) -> str:
         Reason.FILLED_TOO_EARLY: "清空此项",
         Reason.NOT_APPROVED: "值班负责人审核同意后再提交",
         Reason.OLD_TEMPLATE: "用 templates/ 中的最新模板重新填写",
+        Reason.FORMULA: "删除公式,直接填写数值",
+        Reason.FOREIGN_FORM_NO: "新填的退款单请清空编号,编号由系统填写",
     }.get(problem.reason, "按说明修改")
 
 

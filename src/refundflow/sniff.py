@@ -3,10 +3,11 @@
 Runs in the watcher's own process on every file that lands in the inbox, before any parser sees
 it, so it must be cheap (a few hundred microseconds for a form-sized xlsx) and it must never
 raise: whatever goes wrong in here becomes a :class:`Sniffed` of kind ``CORRUPT`` or
-``UNKNOWN``. Nothing in this module decompresses more than a few bounded prefixes: a zip is
-judged from its central directory (declared sizes, counts, names) plus at most
-``_PEEK_BYTES``-sized reads of ``[Content_Types].xml`` and the workbook part; an OLE compound
-file is walked by a small bounds-checked reader instead of a parser.
+``UNKNOWN``. Memory stays bounded whatever the file: a zip is judged from its central directory
+(declared sizes, counts, names), at most ``_PEEK_BYTES``-sized reads of ``[Content_Types].xml``
+and the workbook part, and one pass over every part's bytes in ``_CHUNK``-sized pieces (DTDs,
+VBA projects, relationships that run or fetch something); an OLE compound file is walked by a
+small bounds-checked reader instead of a parser.
 
 Only :attr:`FileKind.XLSX` and :attr:`FileKind.STRICT_XLSX` are candidates for the form reader
 (see :attr:`Sniffed.accepted`); everything else carries a Chinese ``description`` and ``hint``
@@ -16,12 +17,14 @@ for the office staff and a :class:`~refundflow.errors.Reason` for the code.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -49,7 +52,9 @@ TEMPLATE_HINT_PATH = f"templates/{REFUND_TEMPLATE_FILE}"
 
 class FileKind(StrEnum):
     XLSX = "xlsx"
-    XLSM = "xlsm"  # macro-enabled OOXML (also .xltm, .xlam, or .xlsx carrying a vbaProject)
+    XLSM = "xlsm"  # macro-enabled OOXML (.xlsm, .xltm, .xlam)
+    MACROS = "macros"  # an .xlsx carrying macro code or ActiveX, under whatever part name
+    EXTERNAL_LINKS = "external_links"  # links to other files: workbooks, DDE/OLE, connections
     XLSB = "xlsb"
     STRICT_XLSX = "strict_xlsx"  # ISO 29500 Strict: openpyxl reads it as zero sheets
     XLS = "xls"  # BIFF2-8, in an OLE container or as a raw stream
@@ -73,6 +78,8 @@ _REASONS: dict[FileKind, Reason] = {
     FileKind.XLSX: Reason.NOT_A_WORKBOOK,  # unused: accepted kinds are not rejected here
     FileKind.STRICT_XLSX: Reason.NOT_A_WORKBOOK,
     FileKind.XLSM: Reason.UNSUPPORTED_FORMAT,
+    FileKind.MACROS: Reason.MACROS,
+    FileKind.EXTERNAL_LINKS: Reason.EXTERNAL_LINKS,
     FileKind.XLSB: Reason.UNSUPPORTED_FORMAT,
     FileKind.XLS: Reason.UNSUPPORTED_FORMAT,
     FileKind.ODS: Reason.UNSUPPORTED_FORMAT,
@@ -98,6 +105,18 @@ _TEXTS: dict[FileKind, tuple[str, str]] = {
     FileKind.XLSM: (
         "这是启用宏的 Excel 工作簿(.xlsm),出于安全原因不处理含宏的文件",
         f"请在 Excel 中另存为“Excel 工作簿(*.xlsx)”(不含宏),或{_RESAVE}",
+    ),
+    FileKind.MACROS: (
+        "工作簿中含有宏代码或 ActiveX 控件,打开时可能被提示运行,出于安全原因不处理",
+        "请在 Excel 中删除宏和控件,另存为不含宏的“Excel 工作簿(*.xlsx)”后重新放入 inbox 文件夹;"
+        f"或{_RESAVE}",
+    ),
+    FileKind.EXTERNAL_LINKS: (
+        "工作簿中含有指向其他文件的链接(外部工作簿链接、DDE/OLE 链接或数据连接),"
+        "打开时会提示更新链接或获取外部数据,出于安全原因不处理",
+        "请在 Excel 中点“数据→编辑链接→断开链接”(WPS 同样在“数据→编辑链接”中断开),"
+        "删除数据连接,把引用其他文件的公式改为直接填写的数值,另存为 .xlsx 后重新放入 inbox 文件夹;"
+        f"或{_RESAVE}",
     ),
     FileKind.XLSB: (
         "这是 Excel 二进制工作簿(.xlsb),不是 .xlsx 格式",
@@ -143,8 +162,9 @@ _TEXTS: dict[FileKind, tuple[str, str]] = {
 # extension -> the family it claims, for extension_mismatch. Unknown extensions claim nothing.
 _CLAIMS: dict[str, frozenset[FileKind]] = {}
 for _kinds, _exts in (
-    ({FileKind.XLSX, FileKind.STRICT_XLSX}, ("xlsx", "xltx")),
-    ({FileKind.XLSM}, ("xlsm", "xltm", "xlam")),
+    ({FileKind.XLSX, FileKind.STRICT_XLSX, FileKind.MACROS, FileKind.EXTERNAL_LINKS},
+     ("xlsx", "xltx")),
+    ({FileKind.XLSM, FileKind.MACROS}, ("xlsm", "xltm", "xlam")),
     ({FileKind.XLSB}, ("xlsb",)),
     ({FileKind.XLS}, ("xls", "xlt", "xla", "et", "ett")),
     ({FileKind.ODS}, ("ods", "ots", "fods")),
@@ -444,10 +464,55 @@ _CONTENT_TYPE = re.compile(r"""ContentType\s*=\s*["']([^"']*)["']""", re.IGNOREC
 _SHEET_ELEMENT = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?sheet[\s/>]")
 _STRICT_NS = "http://purl.oclc.org/ooxml/"
 _DOCTYPE = re.compile("<!DOCTYPE", re.IGNORECASE)
-_DOCTYPE_B = re.compile(b"<!DOCTYPE", re.IGNORECASE)
 _DRIVE = re.compile("[a-z]:")
-_DTD_PEEK = 512
-_MAX_DTD_SCANS = 64
+
+
+def _caseless(prefix: str, words: tuple[str, ...], unit: str = "") -> re.Pattern[bytes]:
+    """``prefix`` then any of ``words`` (ASCII case-insensitive), each character followed
+    (``unit="le"``: UTF-16LE) or preceded (``"be"``) by a NUL. Spelled as character classes
+    after a literal prefix, not with re.IGNORECASE, so the engine scans for the prefix fast."""
+
+    def spell(text: str, *, fold: bool) -> str:
+        out = ""
+        for ch in text:
+            c = f"[{ch.upper()}{ch.lower()}]" if fold and ch.isalpha() else re.escape(ch)
+            out += c + "\\x00" if unit == "le" else "\\x00" + c if unit == "be" else c
+        return out
+
+    alternatives = "|".join(spell(w, fold=True) for w in words)
+    return re.compile(f"{spell(prefix, fold=False)}(?:{alternatives})".encode())
+
+
+_DTD_B = _caseless("<!", ("DOCTYPE", "ENTITY"))
+_DTD_UTF16LE = _caseless("<!", ("DOCTYPE", "ENTITY"), "le")
+_DTD_UTF16BE = _caseless("<!", ("DOCTYPE", "ENTITY"), "be")
+# Directory entry of a VBA project in an OLE file (vbaProject.bin, or the _VBA_PROJECT_CUR of an
+# embedded .xls, or a Word document's Macros/VBA): names are UTF-16LE, case-insensitive.
+_VBA_STORAGE = _caseless("_", ("VBA_PROJECT",), "le")
+_CHUNK = 64 * 1024
+_OVERLAP = 64  # longer than any pattern searched in chunks, so none is missed at a boundary
+_MAX_RELS_BYTES = 4 << 20  # relationship parts are read whole: a few KB in any real workbook
+_RELATIONSHIP = re.compile(r"<(?:[\w.-]+:)?Relationship\b([^>]*)>")
+_REL_TYPE = re.compile(r"""\bType\s*=\s*["']([^"']*)["']""")
+_EXTERNAL_MODE = re.compile(r"""\bTargetMode\s*=\s*["']\s*External\s*["']""", re.IGNORECASE)
+# Relationship types (last path segment, lower-cased) of code that runs ...
+_MACRO_REL_TYPES = frozenset({
+    "vbaproject", "vbaprojectsignature", "vbaprojectsignatureagile", "vbaprojectsignaturev3",
+    "xlmacrosheet", "xlintlmacrosheet", "control", "activexcontrolbinary",
+})  # fmt: skip
+# ... of links to another file or data source (externalLinkPath also has xlPathMissing,
+# xlStartup... under .../xlExternalLinkPath/, whose last segments are listed too) ...
+_LINK_REL_TYPES = frozenset({
+    "externallink", "externallinkpath", "xlpathmissing", "xlstartup", "xlalternatestartup",
+    "xllibrary", "externallinklong", "connections", "querytable", "ddelink",
+})  # fmt: skip
+# ... and of parts that are harmless inside the package but fetch something when External
+# (hyperlinks are External too, and open only when clicked: they are fine).
+_LINKABLE_REL_TYPES = frozenset({"oleobject", "package", "image", "attachedtemplate", "frame"})
+# Cheap pre-check: every relationship above mentions one of these words (or is External).
+_REL_WORDS = (*_MACRO_REL_TYPES, *_LINK_REL_TYPES, "external")
+_MACRO_CONTENT_TYPES = ("vbaproject", "macrosheet", "activex")
+_LINK_CONTENT_TYPES = ("externallink", "spreadsheetml.connections", "querytable")
 
 
 def _norm(name: str) -> str:
@@ -554,40 +619,140 @@ def _xml_text(raw: bytes, part: str) -> str:
     return text
 
 
-def _scan_parts_for_dtd(data: bytes, by_name: dict[str, zipfile.ZipInfo]) -> None:
-    """Look at the first bytes of every XML part for a DOCTYPE, without zipfile's overhead.
+class _Parts:
+    """What a pass over every part's bytes found (see :func:`_scan_parts`)."""
+
+    def __init__(self) -> None:
+        self.macros = ""  # detail, when a part is macro code or ActiveX
+        self.external = ""  # detail, when a relationship links to another file or data source
+
+
+def _inflate(data: bytes, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """The part's bytes in chunks of at most ``_CHUNK``, straight from the buffer.
 
     ``zf.open`` costs ~20 us per part (it re-validates the local header and builds a reader);
-    inflating ``_DTD_PEEK`` bytes straight from the buffer costs a few, which keeps the whole
-    sniff of a form-sized xlsx well under a millisecond. The prolog is where a DTD must be.
+    this keeps the whole sniff of a form-sized xlsx well under a millisecond, and memory bounded
+    whatever a part's size: nothing is kept but the current chunk.
     """
-    view = memoryview(data)
-    scanned = 0
-    for name, info in by_name.items():
-        if not name.endswith((".xml", ".rels", ".vml")) or info.file_size == 0:
-            continue
-        scanned += 1
-        if scanned > _MAX_DTD_SCANS:
-            return  # a huge package: the sandboxed parser's limits take over from here
-        off = info.header_offset
-        if bytes(view[off : off + 4]) != b"PK\x03\x04" or off + 30 > len(data):
-            raise _corrupt(f"local header of {info.filename!r} is missing")
-        name_len, extra_len = struct.unpack_from("<HH", data, off + 26)
-        start = off + 30 + name_len + extra_len
-        chunk = view[start : start + min(info.compress_size, 4 * _DTD_PEEK)]
-        try:
-            if info.compress_type == zipfile.ZIP_STORED:
-                head = bytes(chunk[:_DTD_PEEK])
-            elif info.compress_type == zipfile.ZIP_DEFLATED:
-                head = zlib.decompressobj(-15).decompress(chunk, _DTD_PEEK)
+    off = info.header_offset
+    if data[off : off + 4] != b"PK\x03\x04" or off + 30 > len(data):
+        raise _corrupt(f"local header of {info.filename!r} is missing")
+    name_len, extra_len = struct.unpack_from("<HH", data, off + 26)
+    start = off + 30 + name_len + extra_len
+    raw = memoryview(data)[start : start + info.compress_size]
+    if info.compress_type == zipfile.ZIP_STORED:
+        for pos in range(0, len(raw), _CHUNK):
+            yield bytes(raw[pos : pos + _CHUNK])
+        return
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        raise _corrupt(f"{info.filename!r} uses compression method {info.compress_type}")
+    inflater = zlib.decompressobj(-15)
+    pos, total = 0, 0
+    try:
+        while not inflater.eof:
+            if inflater.unconsumed_tail:
+                out = inflater.decompress(inflater.unconsumed_tail, min(_CHUNK, info.file_size + 1))
+            elif pos < len(raw):
+                # A small part gets a small output buffer; more than declared is caught below.
+                limit = min(_CHUNK, info.file_size + 1)
+                out = inflater.decompress(raw[pos : pos + _CHUNK], limit)
+                pos += _CHUNK
             else:
-                raise _corrupt(f"{info.filename!r} uses compression method {info.compress_type}")
-        except zlib.error:
-            raise _corrupt(f"damaged zip entry {info.filename!r}") from None
-        if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00<", b"<\x00")):
-            head = _decode_xml(head).encode()
-        if _DOCTYPE_B.search(head):
+                return  # truncated stream: the sandboxed parser will say so
+            total += len(out)
+            if total > info.file_size:
+                raise _corrupt(f"{info.filename!r} inflates beyond its declared size")
+            if out:
+                yield out
+    except zlib.error:
+        raise _corrupt(f"damaged zip entry {info.filename!r}") from None
+
+
+def _scan_parts(data: bytes, by_name: dict[str, zipfile.ZipInfo], parts: _Parts) -> None:
+    """Read every part once, whole, in bounded chunks.
+
+    * XML (by its first bytes, whatever its name): a DTD anywhere is refused, not only in the
+      prolog's first bytes (a long comment can push it far down; UTF-16 spells it with NULs).
+    * An OLE compound file (by its magic, whatever its name): a VBA project is macro code.
+    * Relationship parts: relationships to macro code, ActiveX, or another file or data source.
+    """
+    for name, info in by_name.items():
+        if info.file_size == 0 or name.endswith("/"):
+            continue
+        chunks = _inflate(data, info)
+        first = next(chunks, b"")
+        if first.startswith(_OLE_MAGIC):
+            if _search_chunks(_VBA_STORAGE, first, chunks):
+                parts.macros = parts.macros or f"VBA project in {info.filename!r}"
+            continue
+        dtd = _dtd_pattern(first)
+        if dtd is None:
+            continue  # an image or other binary part
+        if name.endswith(".rels"):
+            _check_relationships(info.filename, first, chunks, dtd, parts)
+        elif _search_chunks(dtd, first, chunks):
             raise _corrupt(f"{info.filename} contains a DOCTYPE (XML entity bomb?)")
+
+
+def _search_chunks(pattern: re.Pattern[bytes], first: bytes, rest: Iterator[bytes]) -> bool:
+    """Whether ``pattern`` (shorter than ``_OVERLAP``) occurs in the concatenated chunks."""
+    tail = b""
+    for chunk in itertools.chain((first,), rest):
+        if pattern.search(tail + chunk):
+            return True
+        tail = chunk[-_OVERLAP:]
+    return False
+
+
+def _dtd_pattern(head: bytes) -> re.Pattern[bytes] | None:
+    """The DOCTYPE/ENTITY pattern in the encoding the part's first bytes show; None: not XML."""
+    if head.startswith((b"\xff\xfe", b"<\x00")) or (head[:1].isspace() and head[1:2] == b"\x00"):
+        return _DTD_UTF16LE
+    if head.startswith((b"\xfe\xff", b"\x00<")):
+        return _DTD_UTF16BE
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return _DTD_B
+    return None
+
+
+def _check_relationships(
+    part: str, first: bytes, rest: Iterator[bytes], dtd: re.Pattern[bytes], parts: _Parts
+) -> None:
+    body = bytearray()
+    for chunk in itertools.chain((first,), rest):
+        body += chunk
+        if len(body) > _MAX_RELS_BYTES:
+            raise _corrupt(f"{part} has more than {_MAX_RELS_BYTES} bytes of relationships")
+    if dtd.search(body):
+        raise _corrupt(f"{part} contains a DOCTYPE (XML entity bomb?)")
+    text = _decode_xml(bytes(body))
+    low = text.lower()
+    if not any(word in low for word in _REL_WORDS):
+        return  # the usual case: sheets, styles, themes, hyperlinks
+    for match in _RELATIONSHIP.finditer(text):
+        attrs = match.group(1)
+        rtype = _REL_TYPE.search(attrs)
+        kind = rtype.group(1).strip().rsplit("/", 1)[-1].lower() if rtype else ""
+        external = _EXTERNAL_MODE.search(attrs) is not None
+        if kind in _MACRO_REL_TYPES:
+            parts.macros = parts.macros or f"{kind} relationship in {part!r}"
+        elif kind in _LINK_REL_TYPES or (external and kind in _LINKABLE_REL_TYPES):
+            parts.external = parts.external or f"{kind} relationship in {part!r}"
+
+
+def _content_type_signals(content_types: str, parts: _Parts) -> None:
+    low = content_types.lower()
+    if not any(word in low for word in (*_MACRO_CONTENT_TYPES, *_LINK_CONTENT_TYPES)):
+        return
+    for match in itertools.chain(
+        _OVERRIDE.finditer(content_types), _DEFAULT.finditer(content_types)
+    ):
+        ct = _CONTENT_TYPE.search(match.group(1))
+        value = ct.group(1).strip().lower() if ct else ""
+        if any(word in value for word in _MACRO_CONTENT_TYPES):
+            parts.macros = parts.macros or f"content type {value}"
+        elif any(word in value for word in _LINK_CONTENT_TYPES):
+            parts.external = parts.external or f"content type {value}"
 
 
 def _classify_ooxml(
@@ -631,9 +796,18 @@ def _classify_ooxml(
     )
     if kind is FileKind.XLSB:
         return kind, what + (" with VBA macros" if has_macros else "")
-    if has_macros and kind is FileKind.XLSX:
-        return FileKind.XLSM, f"{what} carrying VBA/XLM macros"
-    _scan_parts_for_dtd(data, by_name)
+    if kind is FileKind.XLSM:
+        return kind, what
+    # Whoever opens the next copy must never be prompted to run or fetch anything.
+    parts = _Parts()
+    if has_macros:
+        parts.macros = "VBA project or macro sheet part"
+    _content_type_signals(content_types, parts)
+    _scan_parts(data, by_name, parts)
+    if parts.macros:
+        return FileKind.MACROS, f"{what} carrying macro code or ActiveX ({parts.macros})"
+    if parts.external:
+        return FileKind.EXTERNAL_LINKS, f"{what} linking to other files ({parts.external})"
     info = by_name[main_part]
     workbook = _xml_text(_peek(zf, info), main_part)
     complete = info.file_size <= _PEEK_BYTES

@@ -52,7 +52,10 @@ def validate(
 ) -> list[FieldProblem]:
     """Every problem of ``form`` at ``ctx.step``; an empty list means it may move on."""
     problems: list[FieldProblem] = []
-    if form.template_version != TEMPLATE_VERSION:
+    # No mark at all is not an old template when the layout is the current one: web tools and
+    # scripts (ExcelJS) drop the custom property and the constant name when they re-save.
+    mark_dropped = form.template_version is None and form.has_current_layout()
+    if form.template_version != TEMPLATE_VERSION and not mark_dropped:
         problems.append(_template_problem(form))
     unreadable = {p.field for p in reading_problems}
     problems.extend(reading_problems)

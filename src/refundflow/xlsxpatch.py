@@ -98,6 +98,10 @@ class Patch:
     """Cells on the form sheet to fill with :data:`HIGHLIGHT_RGB` (problem cells)."""
     strip_return_sheet: bool = True
     """Remove an existing 退回原因 sheet and every highlight of ours before anything else."""
+    missing_names: Mapping[str, str] = field(default_factory=dict)
+    """Workbook-scope defined names to put back when the workbook has none of that name
+    (name -> formula text, e.g. the template's version mark, which some writers drop); a name
+    that exists is left as it is."""
 
 
 def _fail(message: str, reason: Reason = Reason.CORRUPT) -> PatchError:
@@ -910,6 +914,29 @@ class _Book:
             else:
                 self.wb.replace(el.start, el.close_start, head + inner)
 
+    def add_name_if_missing(self, name: str, formula: str) -> None:
+        """Add a workbook-scope ``<definedName>`` unless one of that name exists."""
+        box = self.wb.first("definedNames")
+        if box is not None:
+            for el in self.wb.heads("definedName", box.head_end, box.close_start):
+                a = el.attrs
+                if a.get("name", "").casefold() == name.casefold() and "localSheetId" not in a:
+                    return
+        q = self.wb.q("definedName")
+        xml = f'<{q} name="{_esc_attr(name)}">{_esc_text(formula)}</{q}>'
+        if box is not None:
+            self.wb.append_child(box, xml)
+        else:
+            # CT_Workbook's order: <definedNames> follows <sheets>, <functionGroups> and
+            # <externalReferences>, whichever of them come last.
+            after = self._sheets_el().end
+            for local in ("functionGroups", "externalReferences"):
+                found = self.wb.first(local, after)
+                after = found.end if found is not None else after
+            box_q = self.wb.q("definedNames")
+            self.wb.replace(after, after, f"<{box_q}>{xml}</{box_q}>")
+        self.wb_changed = True
+
     def active_tab(self) -> int:
         for h in self.wb.heads("workbookView"):
             value = h.attrs.get("activeTab", "0").strip()
@@ -1619,6 +1646,9 @@ def apply_patch(data: bytes, patch: Patch) -> bytes:
                 book.remove_part_refs(rid, calc)
                 removed.add(calc)
                 break
+
+    for name, formula in patch.missing_names.items():
+        book.add_name_if_missing(name, formula)
 
     if styles is not None and styles_part is not None:
         styles.flush()
