@@ -52,7 +52,7 @@ from .calendar import WorkCalendar
 from .config import ROLE_NAMES, UNCHECKED_SIGNER
 from .copytoken import CopyKey
 from .errors import FileRejected, Reason, StorageError, os_problem, storage_error
-from .forms import FieldProblem, FormReading, read_form
+from .forms import FieldProblem, FormReading, RefundForm, read_form
 from .inboxfile import (
     HOLD_SUFFIX,
     ChangedWhileReading,
@@ -68,6 +68,7 @@ from .inboxfile import (
     take_aside,
 )
 from .layout import (
+    BLOCK_FIELDS,
     COPY_TOKEN_LABEL,
     FIELDS_BY_NAME,
     REFUND_TEMPLATE_FILE,
@@ -76,6 +77,8 @@ from .layout import (
 )
 from .ledger import Delivery, FormRow, FormUpdate, Ledger, NewEvent, Receipt, iso
 from .routing import (
+    FINANCE_ROLES,
+    STAMP_FINANCE,
     STEP_NAMES,
     UNSIGNED_STEPS,
     WAITING_ON,
@@ -91,6 +94,10 @@ from .xlsxpatch import Patch, PatchError, apply_patch
 
 log = logging.getLogger(__name__)
 
+FINANCE_RETURNED_CHOICES = (
+    "客服部可二选一:款项到账等问题解决后,清空财务各栏、由值班负责人重新审批,"
+    "放回 inbox 重新提交财务;或不作修改放回 inbox,反馈用户后转行政部。"
+)
 MARK_RESTORED = "缺少模板版本标记,按当前模板读取,已补回"
 HISTORY_HEADER = ("时间", "环节", "从", "到", "经办人", "文件", "备注")
 RETURN_HEADER = ("序号", "项目", "单元格", "问题", "如何修改")
@@ -468,7 +475,15 @@ class Processor:
         if step is Step.NEW and form.order_no:
             other = self.ledger.form_by_order(form.order_no)
             owner = (other.form_no, Step(other.step)) if other else None
-        ctx = Context(step=step, now=now, config=self.config, snapshot=snapshot, order_owner=owner)
+        resubmitted = step is Step.FINANCE_RETURNED and _finance_cleared(form, snapshot)
+        ctx = Context(
+            step=step,
+            now=now,
+            config=self.config,
+            snapshot=snapshot,
+            order_owner=owner,
+            resubmission=resubmitted,
+        )
         problems = validate(form, reading.problems, ctx)
         if problems:
             return self._plan_return(
@@ -476,7 +491,7 @@ class Processor:
             )
         form_no = form.form_no if step is not Step.NEW else None
         approvals = {b: form.blocks[b].approval for b in form.blocks}
-        move = next_step(step, approvals, form.amount, self.config)
+        move = next_step(step, approvals, form.amount, self.config, resubmitted=resubmitted)
         if step is Step.NEW:
             form_no = self._new_form_no(now)
         assert form_no is not None
@@ -486,6 +501,12 @@ class Processor:
             detail = f"填单超时:上报后超过 {self.config.limits.fill_minutes} 分钟才提交"
         if move.to_step is Step.FINANCE_RETURNED and move.signed_block:
             detail = f"财务退回:{form.blocks[move.signed_block].opinion or ''}"
+        if resubmitted:
+            rounds = 1 + sum(
+                e.kind == "accepted" and e.stamp == STAMP_FINANCE
+                for e in self.ledger.events(form_no)
+            )
+            detail = f"重新提交财务(第 {rounds} 轮)"
         if move.signed_block and not self.config.has_roster(move.signed_block):
             # Kept in the event, so every later copy's 流转记录 still says so for this step.
             detail = f"{detail}\n{UNCHECKED_SIGNER}" if detail else UNCHECKED_SIGNER
@@ -506,6 +527,10 @@ class Processor:
             ),
             _history_row(now, move.to_step, from_role, move.to_role, actor, name, detail),
         ]
+        if move.to_step is Step.FINANCE_RETURNED:
+            # Where customer service reads it: what it can do with the returned form.
+            *row, note = history[-1]
+            history[-1] = (*row, f"{note};{FINANCE_RETURNED_CHOICES}")
         # The copy we send now is the form's len(history)-th hand-off: its token proves it.
         token = self.copy_key.token(form_no, len(history))
         header = (*HISTORY_HEADER, f"{COPY_TOKEN_LABEL}{token}")
@@ -919,6 +944,14 @@ def _shown(path: Path, root: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
+
+
+def _finance_cleared(form: RefundForm, snapshot: dict[str, str] | None) -> bool:
+    """Did customer service empty every finance block of a form finance had filled?"""
+    names = [f.name for role in FINANCE_ROLES for f in BLOCK_FIELDS[role]]
+    current = form.canonical()
+    had = any((snapshot or {}).get(name, "") for name in names)
+    return had and not any(current.get(name, "") for name in names)
 
 
 def _history_row(

@@ -72,6 +72,8 @@ BLOCK_FILLED_AT: dict[Step, str | None] = {
     Step.AT_ADMIN: "admin",
 }
 FINANCE_STEPS = (Step.AT_CASHIER, Step.AT_ACCOUNTANT, Step.AT_DIRECTOR, Step.AT_PRESIDENT)
+# The blocks finance fills; customer service clears them all to resubmit a returned form.
+FINANCE_ROLES = ("cashier", "accountant", "director", "president")
 # Steps whose hand-off changes no field (forward to finance, feedback to the customer): the
 # dropped file can only prove it is the current copy by its copy token.
 UNSIGNED_STEPS = frozenset(
@@ -94,9 +96,18 @@ class Transition:
 
 
 def next_step(
-    step: Step, approvals: dict[str, str | None], amount: Decimal | None, config: Config
+    step: Step,
+    approvals: dict[str, str | None],
+    amount: Decimal | None,
+    config: Config,
+    *,
+    resubmitted: bool = False,
 ) -> Transition:
-    """Where a form goes once the block due at ``step`` is validly filled."""
+    """Where a form goes once the block due at ``step`` is validly filled.
+
+    ``resubmitted``: customer service cleared the finance blocks of a form finance returned
+    (e.g. once the money has arrived) and its duty lead approved it again: a new finance cycle.
+    """
 
     def approved(role: str) -> bool:
         return approvals.get(role) == APPROVE
@@ -125,6 +136,8 @@ def next_step(
             ):
                 return Transition(Step.AT_PRESIDENT, "president", None, role)
             return Transition(Step.REFUNDED, "cs", STAMP_FINANCE_FEEDBACK, role)
+        case Step.FINANCE_RETURNED if resubmitted:
+            return Transition(Step.AT_CASHIER, "cashier", STAMP_FINANCE, "cs")
         case Step.TECH_REFUSED | Step.REFUNDED | Step.FINANCE_RETURNED:
             return Transition(Step.AT_ADMIN, "admin", STAMP_CUSTOMER, None)
         case Step.AT_ADMIN:

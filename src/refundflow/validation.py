@@ -23,11 +23,14 @@ from .layout import (
     Field,
     Kind,
 )
-from .routing import BLOCK_FILLED_AT, STEP_NAMES, WAITING_ON, Step
+from .routing import BLOCK_FILLED_AT, FINANCE_ROLES, STEP_NAMES, WAITING_ON, Step
 
 BLOCK_TITLES = {b.role: b.title for b in ALL_BLOCKS}
 # Header fields the customer-service block must carry; form_no is ours to write.
 REQUIRED_HEADER = tuple(f for f in HEADER_FIELDS if f.name != "form_no")
+# What customer service may correct when it resubmits a form finance returned: not the
+# order number (the form's identity), nor anything technical or finance confirmed.
+RESUBMIT_FIELDS = tuple(f for f in REQUIRED_HEADER if f.name != "order_no") + BLOCK_FIELDS["cs"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Context:
     config: Config
     snapshot: dict[str, str] | None = None  # values accepted at the previous steps
     order_owner: tuple[str, Step] | None = None  # another form holding this order number
+    resubmission: bool = False  # a form finance returned, its finance blocks cleared
 
 
 def problem(form: RefundForm, name: str, reason: Reason, message: str) -> FieldProblem:
@@ -61,8 +65,15 @@ def validate(
     problems.extend(reading_problems)
     due_block = BLOCK_FILLED_AT.get(ctx.step)
     due_fields: tuple[Field, ...] = BLOCK_FIELDS[due_block] if due_block else ()
+    cleared: set[str] = set()
     if ctx.step is Step.NEW:
         due_fields = REQUIRED_HEADER + due_fields
+    elif ctx.resubmission:
+        # Customer service may correct the customer's details and its own block (the duty
+        # lead approves again); the finance blocks are empty for the new cycle.
+        due_block = "cs"
+        due_fields = RESUBMIT_FIELDS
+        cleared = {f.name for role in FINANCE_ROLES for f in BLOCK_FIELDS[role]}
     for field in due_fields:
         if field.name in unreadable:
             continue
@@ -71,8 +82,23 @@ def validate(
         problems.extend(_check_signature(form, due_block, ctx))
     if ctx.step is Step.NEW:
         problems.extend(_check_new_form(form, ctx))
-    problems.extend(_check_frozen(form, {f.name for f in due_fields} | unreadable, ctx))
+    frozen = _check_frozen(form, {f.name for f in due_fields} | unreadable | cleared, ctx)
+    if frozen and ctx.step is Step.FINANCE_RETURNED:
+        finance = {f.name for role in FINANCE_ROLES for f in BLOCK_FIELDS[role]}
+        if any(p.field in finance for p in frozen):
+            frozen.append(_resubmit_hint(form))
+    problems.extend(frozen)
     return problems
+
+
+def _resubmit_hint(form: RefundForm) -> FieldProblem:
+    return problem(
+        form,
+        "cashier_opinion",
+        Reason.EARLIER_STEP_CHANGED,
+        "财务退回的单有两种处理:要重新提交财务,请清空出纳、会计、财务总监、总裁四栏的全部内容,"
+        "并由值班负责人在「客服部处理意见」重新审批(日期填当前时间);只需反馈用户时,请不要修改任何内容。",
+    )
 
 
 def _template_problem(form: RefundForm) -> FieldProblem:
