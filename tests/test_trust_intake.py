@@ -103,12 +103,13 @@ def test_fifo_in_inbox_is_answered_without_blocking(root: Path) -> None:
 def test_folder_dropped_in_inbox_is_moved_to_rejected_whole(root: Path) -> None:
     folder = root / "inbox" / "十一月的单子"
     folder.mkdir()
-    (folder / "a.xlsx").write_bytes(make_form())
+    form = make_form()
+    (folder / "a.xlsx").write_bytes(form)
     with processor_for(root) as processor:
         processor.process_file(folder)
     assert names(root / "inbox") == []
     moved = root / "outbox" / "rejected" / "十一月的单子"
-    assert (moved / "a.xlsx").read_bytes() == make_form()
+    assert (moved / "a.xlsx").read_bytes() == form
     assert "文件夹" in reply_of(root, "十一月的单子")
 
 

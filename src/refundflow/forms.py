@@ -139,6 +139,10 @@ class RefundForm:
     # Text of the cells whose value had a problem (the value itself is None), so that
     # canonical() still changes when someone corrects a bad value to another bad value.
     raw: Mapping[str, str] = field(default_factory=dict)
+    # Text a person typed where the value was accepted in another shape ("1,000元" for the
+    # amount 1000.00, "+86 138-0013-8000"): routed copies carry the clean value instead.
+    typed: Mapping[str, str] = field(default_factory=dict)
+    date1904: bool = False  # the workbook counts dates from 1904 (old Mac Excel)
 
     def has_current_layout(self) -> bool:
         """Every field was found where the current template has it (by name or by label).
@@ -164,15 +168,20 @@ class RefundForm:
         out: dict[str, str] = {}
         for f in layout.REFUND_FIELDS:
             v = self.value(f.name)
-            if v is None:
-                out[f.name] = self.raw.get(f.name, "")
-            elif isinstance(v, dt.datetime):
-                out[f.name] = v.strftime("%Y-%m-%d %H:%M")
-            elif isinstance(v, Decimal):
-                out[f.name] = f"{v:.2f}"
-            else:
-                out[f.name] = str(v)
+            out[f.name] = self.raw.get(f.name, "") if v is None else _canonical_text(v)
         return out
+
+
+# Kinds whose value the routed copy writes back in its clean shape when typed otherwise.
+_CLEANED_KINDS = frozenset({Kind.AMOUNT, Kind.DATETIME, Kind.MOBILE, Kind.BANK})
+
+
+def _canonical_text(v: object) -> str:
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, Decimal):
+        return f"{v:.2f}"
+    return str(v)
 
 
 @dataclass(frozen=True)
@@ -729,6 +738,7 @@ def read_form(data: bytes) -> FormReading:
     values: dict[str, object] = {}
     cells: dict[str, str] = {}
     raw: dict[str, str] = {}
+    typed: dict[str, str] = {}
     problems: list[FieldProblem] = []
     used_labels = False
     for f in layout.REFUND_FIELDS:
@@ -743,6 +753,10 @@ def read_form(data: bytes) -> FormReading:
         value = grid.get(*where)
         try:
             values[f.name] = _normaliser(f.kind, date1904=book.date1904)(value)
+            if f.kind in _CLEANED_KINDS and isinstance(value, str) and values[f.name] is not None:
+                shown = normalize.text(value) or ""
+                if shown != _canonical_text(values[f.name]):
+                    typed[f.name] = shown
         except normalize.ValueProblem as exc:
             values[f.name] = None
             raw[f.name] = normalize.text(value) or ""
@@ -761,6 +775,7 @@ def read_form(data: bytes) -> FormReading:
             # The cached value is not what people see: the field counts as unreadable.
             values[f.name] = None
             raw[f.name] = f"={formula}"
+            typed.pop(f.name, None)
             problems = [p for p in problems if p.field != f.name]
             problems.append(_formula_problem(f, at, formula))
 
@@ -777,6 +792,8 @@ def read_form(data: bytes) -> FormReading:
         cells=cells,
         located_by="labels" if used_labels or not named else "names",
         raw=raw,
+        typed=typed,
+        date1904=book.date1904,
     )
     history_rows, copy_token = _history(wb, sheet_names)
     return FormReading(form, tuple(problems), history_rows, copy_token)

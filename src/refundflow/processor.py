@@ -30,6 +30,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
@@ -510,6 +511,10 @@ class Processor:
         if move.signed_block and not self.config.has_roster(move.signed_block):
             # Kept in the event, so every later copy's 流转记录 still says so for this step.
             detail = f"{detail}\n{UNCHECKED_SIGNER}" if detail else UNCHECKED_SIGNER
+        if form.typed:
+            # The routed copy carries the clean value; 流转记录 keeps what the person typed.
+            typed = _typed_note(form)
+            detail = f"{detail}\n{typed}" if detail else typed
         from_role = WAITING_ON[step]
         # A tool that re-saved the form dropped the version mark; the routed copy gets it back,
         # and the event keeps the note, so every later copy's 流转记录 still says so.
@@ -535,11 +540,12 @@ class Processor:
         token = self.copy_key.token(form_no, len(history))
         header = (*HISTORY_HEADER, f"{COPY_TOKEN_LABEL}{token}")
         cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
+        clean = _clean_values(form)
         patched = apply_patch(
             data,
             Patch(
                 sheet=form.sheet,
-                cell_values={cell: form_no},
+                cell_values={**clean, cell: form_no},
                 history_rows=[header, *history],
                 missing_names=restore,
             ),
@@ -944,6 +950,37 @@ def _shown(path: Path, root: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
+
+
+def _clean_values(form: RefundForm) -> dict[str, str | float]:
+    """Cell -> the canonical value of every field accepted in another shape than typed.
+
+    Amounts and date-times become numbers (a SUM counts them, the cell's format shows them),
+    everything else its canonical text (11-digit mobile, the bank's full name).
+    """
+    epoch = dt.datetime(1904, 1, 1) if form.date1904 else dt.datetime(1899, 12, 30)
+    out: dict[str, str | float] = {}
+    for name in form.typed:
+        value = form.value(name)
+        cell = form.cells.get(name)
+        if cell is None or value is None:
+            continue
+        if isinstance(value, Decimal):
+            out[cell] = float(value)
+        elif isinstance(value, dt.datetime):
+            out[cell] = round((value - epoch).total_seconds() / 86400, 10)
+        else:
+            out[cell] = str(value)
+    return out
+
+
+def _typed_note(form: RefundForm) -> str:
+    canonical = form.canonical()
+    changes = ";".join(
+        f"{FIELDS_BY_NAME[name].label}「{typed}」→ {canonical[name]}"
+        for name, typed in form.typed.items()
+    )
+    return f"已规范:{changes}"
 
 
 def _finance_cleared(form: RefundForm, snapshot: dict[str, str] | None) -> bool:

@@ -34,7 +34,7 @@ A4 = 9  # xlsxwriter paper code
 
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 DATE_FORMAT = "yyyy-mm-dd"
-AMOUNT_FORMAT = "#,##0.00"
+AMOUNT_FORMAT = "¥#,##0.00"
 TEXT_FORMAT = "@"
 
 DATETIME_HINT = "格式:2026-11-03 14:05(时间精确到分钟)"

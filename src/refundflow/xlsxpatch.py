@@ -87,9 +87,10 @@ class Patch:
 
     sheet: str
     """The form's sheet name as it appears in workbook.xml."""
-    cell_values: Mapping[str, str] = field(default_factory=dict)
+    cell_values: Mapping[str, str | float] = field(default_factory=dict)
     """A1 address on the form sheet -> text, written as an inline string keeping the cell's
-    style; an empty text clears the value. Any formula in the cell is removed."""
+    style (an empty text clears the value), or a number (an amount, a date's serial), written
+    as a number the cell's number format shows. Any formula in the cell is removed."""
     history_rows: Sequence[Sequence[str]] = ()
     """Full content of the 流转记录 sheet, header row first; replaces an existing one."""
     return_rows: Sequence[Sequence[str]] = ()
@@ -1194,7 +1195,7 @@ def _ref_rc(ref: str | None) -> tuple[int, int] | None:
 
 @dataclass
 class _CellOp:
-    value: str | None = None
+    value: str | float | None = None
     highlight: bool = False
 
 
@@ -1341,8 +1342,14 @@ def _edit_cells(x: _Xml, ops: Mapping[tuple[int, int], _CellOp], styles: _Styles
             raise _fail("工作簿缺少 styles.xml,无法标出问题单元格")
         return styles.highlight_xf(current)
 
-    def value_xml(value: str) -> str:
+    def value_xml(value: str | float) -> str:
+        if isinstance(value, float):
+            return f"<{q('v')}>{value!r}</{q('v')}>"
         return _inline_string(value, x.root_prefix) if value else ""
+
+    def type_of(value: str | float) -> str | None:
+        # A number has no t attribute; text is an inline string; an empty text clears.
+        return "inlineStr" if isinstance(value, str) and value else None
 
     def new_cell(row: int, col: int, op: _CellOp, row_attrs: Mapping[str, str] | None) -> str:
         base = default_style(row_attrs, col)
@@ -1350,8 +1357,10 @@ def _edit_cells(x: _Xml, ops: Mapping[tuple[int, int], _CellOp], styles: _Styles
         s = style if style is not None else base
         created.append((row, col))
         head = f'<{q("c")} r="{rc_to_cell(row, col)}"' + (f' s="{s}"' if s else "")
-        if op.value:
-            return f'{head} t="inlineStr">{value_xml(op.value)}</{q("c")}>'
+        if op.value is not None and op.value != "":
+            kind = type_of(op.value)
+            head += f' t="{kind}"' if kind else ""
+            return f"{head}>{value_xml(op.value)}</{q('c')}>"
         return f"{head}/>"
 
     def edit_cell(cell: _El, row: int, col: int, op: _CellOp) -> None:
@@ -1368,7 +1377,7 @@ def _edit_cells(x: _Xml, ops: Mapping[tuple[int, int], _CellOp], styles: _Styles
             edits.append((cell.start, cell.head_end, _set_attrs(cell.head, changes)))
             return
         # cm/vm describe the old formula/value (dynamic arrays, rich values): drop with them.
-        changes.update({"t": "inlineStr" if op.value else None, "cm": None, "vm": None})
+        changes.update({"t": type_of(op.value), "cm": None, "vm": None})
         f = x.first("f", cell.head_end, cell.close_start)
         if f is not None:
             fa = f.attrs
@@ -1508,7 +1517,9 @@ def _edit_cells(x: _Xml, ops: Mapping[tuple[int, int], _CellOp], styles: _Styles
 def _cell_ops(patch: Patch) -> dict[tuple[int, int], _CellOp]:
     ops: dict[tuple[int, int], _CellOp] = {}
     for ref, value in patch.cell_values.items():
-        ops.setdefault(_parse_cell(ref), _CellOp()).value = str(value)
+        ops.setdefault(_parse_cell(ref), _CellOp()).value = (
+            float(value) if isinstance(value, int | float) else str(value)
+        )
     for ref in patch.highlight_cells:
         ops.setdefault(_parse_cell(ref), _CellOp()).highlight = True
     return ops
