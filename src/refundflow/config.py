@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -78,6 +79,9 @@ DEFAULT_FAULTS: tuple[str, ...] = (
 )
 
 
+DEFAULT_ORDER_NO_PATTERN = r"(?=.*\d{6})[A-Z0-9][A-Z0-9_-]{5,39}"
+
+
 @dataclass(frozen=True)
 class Limits:
     """The procedure's time limits (spec §2)."""
@@ -110,6 +114,9 @@ class Config:
     )
     president_threshold: Decimal = Decimal("10000")
     form_no_prefix: str = "TKD"
+    # What an order number (订单号) must look like: letters, digits and -/_ with at least six
+    # digits in a row (TK20261122001); "同上", "无", "见上" are not order numbers.
+    order_no_pattern: str = DEFAULT_ORDER_NO_PATTERN
     workdays: tuple[dt.date, ...] = ()  # extra working days (调休上班)
     holidays: tuple[dt.date, ...] = ()  # extra days off
     stable_seconds: float = 2.0
@@ -165,6 +172,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         "shifts",
         "president_threshold",
         "form_no_prefix",
+        "order_no_pattern",
         "calendar",
         "watch",
         "ledger",
@@ -296,6 +304,13 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         if not isinstance(prefix, str) or not prefix.isalnum() or not prefix.isascii():
             raise fail("form_no_prefix", '应为字母或数字组成的前缀,例如 "TKD"')
         kwargs["form_no_prefix"] = prefix
+    if "order_no_pattern" in data:
+        pattern = data["order_no_pattern"]
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            raise fail("order_no_pattern", f"不是有效的正则表达式({exc})") from None
+        kwargs["order_no_pattern"] = pattern
     calendar = table("calendar")
     if "workdays" in calendar:
         kwargs["workdays"] = dates("calendar.workdays", calendar["workdays"])
@@ -332,6 +347,10 @@ DEFAULT_CONFIG_TEXT = """\
 
 # 退款单编号前缀 (form number prefix): TKD20261123-001
 # form_no_prefix = "TKD"
+
+# 订单号格式 (what an order number must look like, a regular expression matched against the
+# whole number in upper case); the default wants letters/digits with six digits in a row.
+# order_no_pattern = '(?=.*\\d{6})[A-Z0-9][A-Z0-9_-]{5,39}'
 
 # 支付银行下拉列表 (banks offered on the form); replaces the default list.
 # banks = ["中国工商银行", "中国建设银行", "招商银行"]

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     BAD_AMOUNT = "bad_amount"
     AMBIGUOUS_AMOUNT = "ambiguous_amount"
     BAD_MOBILE = "bad_mobile"
+    BAD_ORDER_NO = "bad_order_no"
     BAD_CHOICE = "bad_choice"
     FUTURE_TIME = "future_time"
     TIME_ORDER = "time_order"

@@ -462,6 +462,76 @@ def _read_chunk(fh: Any, part: str) -> bytes:
     return data
 
 
+def _cell_styles(zf: zipfile.ZipFile, part: str, cells: set[str]) -> dict[str, int]:
+    """A1 address -> style index (``s``) of the given cells of a worksheet part."""
+    wanted = {layout.cell_to_rc(c): c for c in cells}
+    found: dict[str, int] = {}
+    parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
+    row, col = -1, -1
+    rows_box: ElementTree.Element | None = None
+    with _open_member(zf, part) as fh:
+        while chunk := _read_chunk(fh, part):
+            try:
+                parser.feed(chunk)
+                events: list[tuple[str, ElementTree.Element]] = list(parser.read_events())
+            except ElementTree.ParseError:
+                return found
+            for event, el in events:
+                tag = _local(el.tag)
+                if event == "start" and tag == "sheetData":
+                    rows_box = el
+                elif event == "start" and tag == "row":
+                    r = el.get("r", "")
+                    row = int(r) - 1 if r.isdigit() else row + 1
+                    col = -1
+                elif event == "start" and tag == "c":
+                    ref = _parse_ref(el.get("r", ""))
+                    row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
+                    s = el.get("s", "0")
+                    if (row, col) in wanted and s.isdigit():
+                        found[wanted[row, col]] = int(s)
+                elif event == "end" and tag == "row" and rows_box is not None:
+                    rows_box.clear()
+    return found
+
+
+# Built-in number formats that show the time of day (ECMA-376 18.8.30, and the CJK ones).
+_BUILTIN_TIME_FORMATS = frozenset({18, 19, 20, 21, 22, 32, 33, 34, 35, 45, 46, 47, 55, 56})
+_FORMAT_LITERALS = re.compile(r'"[^"]*"|\\.|\[[^\]]*\]')
+
+
+def _styles_showing_time(zf: zipfile.ZipFile, workbook_part: str) -> set[int]:
+    """Indices of the cell styles whose number format shows hours (``hh:mm`` and the like)."""
+    folder = posixpath.dirname(workbook_part)
+    by_folded = {n.casefold(): n for n in zf.namelist()}
+    name = by_folded.get(posixpath.join(folder, "styles.xml").casefold())
+    data = _read_part(zf, name, _MAX_SMALL_PART * 8) if name else None
+    if data is None:
+        return set()
+    custom: dict[int, str] = {}
+    shows: set[int] = set()
+    index = 0
+    in_xfs = False
+    for el in _parse_xml(data, "styles.xml").iter():
+        tag = _local(el.tag)
+        if tag == "numFmt":
+            custom_id = el.get("numFmtId", "")
+            if custom_id.isdigit():
+                custom[int(custom_id)] = el.get("formatCode", "")
+        elif tag == "cellXfs":
+            in_xfs = True
+        elif tag == "xf" and in_xfs:
+            fid_text = el.get("numFmtId", "0")
+            fid = int(fid_text) if fid_text.isdigit() else 0
+            code = _FORMAT_LITERALS.sub("", custom.get(fid, "")).lower()
+            if fid in _BUILTIN_TIME_FORMATS or "h" in code:
+                shows.add(index)
+            index += 1
+        elif tag == "cellStyleXfs":
+            in_xfs = False
+    return shows
+
+
 def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> dict[str, str]:
     """A1 address -> formula text of the field ``cells`` that hold a formula.
 
@@ -740,6 +810,7 @@ def read_form(data: bytes) -> FormReading:
     raw: dict[str, str] = {}
     typed: dict[str, str] = {}
     problems: list[FieldProblem] = []
+    midnight: set[str] = set()
     used_labels = False
     for f in layout.REFUND_FIELDS:
         where, how = _locate(f, named.get(f.name), anchors, grid)
@@ -751,6 +822,8 @@ def read_form(data: bytes) -> FormReading:
         cell = layout.rc_to_cell(*where)
         cells[f.name] = cell
         value = grid.get(*where)
+        if f.kind is Kind.DATETIME and type(value) is dt.date:
+            midnight.add(f.name)  # calamine gives a date for 00:00: the cell's format decides
         try:
             values[f.name] = _normaliser(f.kind, date1904=book.date1904)(value)
             if f.kind in _CLEANED_KINDS and isinstance(value, str) and values[f.name] is not None:
@@ -765,6 +838,17 @@ def read_form(data: bytes) -> FormReading:
 
     rid = book.sheet_rids.get(sheet)
     sheet_part = _sheet_part(zf, part, rid) if rid is not None else None
+    if midnight and sheet_part is not None:
+        # A time of exactly 00:00 is a time when the cell shows hours (the template's cells
+        # do): 2026-10-01 00:00 is not a date without its time.
+        styles = _cell_styles(zf, sheet_part, {cells[n] for n in midnight})
+        timed = _styles_showing_time(zf, part)
+        for name in midnight:
+            moment = grid.get(*layout.cell_to_rc(cells[name]))
+            if styles.get(cells[name], 0) in timed and isinstance(moment, dt.date):
+                values[name] = dt.datetime.combine(moment, dt.time(0, 0))
+                raw.pop(name, None)
+                problems = [p for p in problems if p.field != name]
     formulas = _formulas_in(zf, sheet_part, cells) if sheet_part is not None else {}
     if formulas:
         for f in layout.REFUND_FIELDS:

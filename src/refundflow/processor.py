@@ -511,6 +511,10 @@ class Processor:
         if move.signed_block and not self.config.has_roster(move.signed_block):
             # Kept in the event, so every later copy's 流转记录 still says so for this step.
             detail = f"{detail}\n{UNCHECKED_SIGNER}" if detail else UNCHECKED_SIGNER
+        if step is Step.NEW and form.form_no and form.form_no != form_no:
+            # The filer typed a number of their own: say which number the form got instead.
+            typed_no = f"填单人填写的编号「{form.form_no}」不是系统编号,本单编号为 {form_no}"
+            detail = f"{detail}\n{typed_no}" if detail else typed_no
         if form.typed:
             # The routed copy carries the clean value; 流转记录 keeps what the person typed.
             typed = _typed_note(form)
@@ -1025,6 +1029,7 @@ def _how_to_fix(problem: FieldProblem) -> str:
         Reason.BAD_AMOUNT: "填写大于 0 的金额,最多两位小数",
         Reason.AMBIGUOUS_AMOUNT: "每张单只填一个金额",
         Reason.BAD_MOBILE: "填写 11 位手机号码",
+        Reason.BAD_ORDER_NO: "填写本单的 TK 订单号",
         Reason.BAD_CHOICE: "从下拉列表中选择",
         Reason.FUTURE_TIME: "填写实际发生的时间",
         Reason.TIME_ORDER: "核对两个时间的先后",

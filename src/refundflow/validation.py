@@ -7,6 +7,7 @@ how to fix it, in Chinese: the list is written into the returned workbook's 退�
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from .config import ROLE_NAMES, Config
@@ -136,6 +137,16 @@ def _check_due_field(form: RefundForm, field: Field, ctx: Context) -> list[Field
                 field.name,
                 Reason.BAD_CHOICE,
                 f"「{label}」({cell})「{value}」不在银行列表中,请从下拉列表中选择支付银行。",
+            )
+        )
+    if field.kind is Kind.ORDER_NO and not re.fullmatch(ctx.config.order_no_pattern, str(value)):
+        out.append(
+            problem(
+                form,
+                field.name,
+                Reason.BAD_ORDER_NO,
+                f"「{label}」({cell})「{value}」不是订单号。请填写这张单对应的 TK 订单号"
+                "(如 TK20261122001);一个订单号写一张单子,不能写「同上」「无」。",
             )
         )
     if field.kind is Kind.PERSON and field.block is None:
