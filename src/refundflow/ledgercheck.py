@@ -52,19 +52,25 @@ def _check_arrivals(
     ledger: Ledger, received: list[tuple[int, Path]], workspace: Workspace, hint: str
 ) -> None:
     mark = ledger.arrival_mark()
+    # A ledger from before marks existed is taken up as the record of what is archived now;
+    # the check below still refuses it if it misses files it should know.
+    first_mark = mark is None
     if mark is None:
-        # A ledger from before marks existed: take it up as the record of what is archived
-        # now; the check below still refuses it if it misses files it should know.
         mark = received[-1][0] if received else 0
-        ledger.set_arrival_mark(mark)
-        log.info("ledger %s: arrival mark set from the archive", ledger.path)
     lost = [
-        path
+        (sequence, path)
         for sequence, path in unrecorded(ledger, received, workspace.sheets)
         if sequence > mark or not _still_in_inbox(path, workspace.inbox)
     ]
     if lost:
-        raise _behind(ledger, lost, hint)
+        # Looked at again: a watcher running meanwhile (status takes no lock) may have just
+        # committed a file and taken it out of the inbox; its commit is visible by now.
+        lost = unrecorded(ledger, lost, workspace.sheets)
+    if lost:
+        raise _behind(ledger, [path for _, path in lost], hint)
+    if first_mark:
+        ledger.set_arrival_mark(mark)
+        log.info("ledger %s: arrival mark set from the archive", ledger.path)
 
 
 def unrecorded(
