@@ -318,3 +318,19 @@ def test_a_brand_new_workspace_starts_a_new_ledger(root: Path, run: Invoke) -> N
 
 def test_status_on_a_brand_new_workspace(root: Path, run: Invoke) -> None:
     assert run("status").output == "没有未办结的退款单\n"
+
+
+def test_a_ledger_that_cannot_be_opened_is_said_in_chinese(root: Path, run: Invoke) -> None:
+    drop(root, "a.xlsx", make_form())
+    assert run("process").exit_code == 0
+    remove_ledger(root)
+    ledger_of(root).mkdir()  # what no permission or a broken disk looks like to SQLite
+
+    result = run("process", now="2026-11-23 09:12")
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: 错误:无法读写账本文件 {ledger_of(root)}(unable to open database file)\n"
+        "处理办法:请检查该文件和所在文件夹的读写权限与磁盘;如果文件已损坏,"
+        f"请运行 refundflow rebuild --root {root},从存档重建账本(原有的账本文件会先自动备份)\n"
+    )
