@@ -209,13 +209,8 @@ def test_a_ledger_another_program_holds_locked_is_said_at_start(root: Path, run:
     assert result.output == f"[已流转] b.xlsx: {SECOND} → 技术部(待技术部核实)\n"
 
 
-def test_a_kill_between_archiving_and_committing_is_still_recovered(
-    root: Path, run: Invoke, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The one archived copy a ledger may rightly not know: its file is still in the inbox."""
-    drop(root, "a.xlsx", make_form())
-    assert run("process").exit_code == 0
-    drop(root, "b.xlsx", make_form(order_no="TK20261122002"))
+def kill_before_the_commit(root: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Process inbox/``name`` up to its commit and stop there, as kill -9 would."""
     workspace = Workspace(root, load_config(root))
     with ParserPool(memory_mb=512, timeout=20) as pool:
         processor = Processor(workspace, clock=lambda: dt.datetime(2026, 11, 23, 9, 12), pool=pool)
@@ -223,10 +218,21 @@ def test_a_kill_between_archiving_and_committing_is_still_recovered(
         def killed(**_: object) -> int:
             raise KeyboardInterrupt  # stands for kill -9 just before the commit
 
-        monkeypatch.setattr(processor.ledger, "record", killed)
-        with pytest.raises(KeyboardInterrupt):
-            processor.process_file(root / "inbox" / "b.xlsx")
+        with monkeypatch.context() as patch:
+            patch.setattr(processor.ledger, "record", killed)
+            with pytest.raises(KeyboardInterrupt):
+                processor.process_file(root / "inbox" / name)
         processor.close()
+
+
+def test_a_kill_between_archiving_and_committing_is_still_recovered(
+    root: Path, run: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one archived copy a ledger may rightly not know: its file is still in the inbox."""
+    drop(root, "a.xlsx", make_form())
+    assert run("process").exit_code == 0
+    drop(root, "b.xlsx", make_form(order_no="TK20261122002"))
+    kill_before_the_commit(root, "b.xlsx", monkeypatch)
     received = root / "refundsheets" / "archive" / "received"
     assert len(list(received.glob("*/*"))) == 2  # archived, not committed
 
@@ -238,11 +244,27 @@ def test_a_kill_between_archiving_and_committing_is_still_recovered(
     )
     # Set aside: the interrupted attempt's received copy and the copy it would have sent,
     # whose number was never given (b.xlsx got it now).
-    orphans = sorted(
-        p.name.split("_", 3)[3] for p in (root / "refundsheets" / "archive" / "orphans").iterdir()
-    )
-    assert orphans == [f"{SECOND}.xlsx", "b.xlsx"]
+    orphans = root / "refundsheets" / "archive" / "orphans"
+    assert sorted(p.name.split("_", 3)[3] for p in orphans.iterdir()) == [
+        f"{SECOND}.xlsx",
+        "b.xlsx",
+    ]
     assert len(list(received.glob("*/*"))) == 2
+
+
+def test_rebuild_after_a_kill_before_the_commit_leaves_that_file_to_be_processed(
+    root: Path, run: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drop(root, "a.xlsx", make_form())
+    assert run("process").exit_code == 0
+    drop(root, "b.xlsx", make_form(order_no="TK20261122002"))
+    kill_before_the_commit(root, "b.xlsx", monkeypatch)
+
+    rebuilt = run("rebuild", now="2026-11-23 09:13")
+    assert rebuilt.output.endswith("已从存档重放 1 个文件,账本已重建\n"), rebuilt.output
+    result = run("process", now="2026-11-23 09:14")
+
+    assert result.output == f"[已流转] b.xlsx: {SECOND} → 技术部(待技术部核实)\n"
 
 
 def delete_form_rows(root: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from pathlib import Path
 
 from .archive import RECEIVED, archived_files, parse_archive_name, safe_name, sha256
@@ -71,6 +72,36 @@ def _check_arrivals(
     if first_mark:
         ledger.set_arrival_mark(mark)
         log.info("ledger %s: arrival mark set from the archive", ledger.path)
+
+
+def interrupted_attempts(workspace: Workspace) -> set[Path]:
+    """Received copies a kill left uncommitted (their file still waits in the inbox).
+
+    By the workspace ledger's own account, so ``rebuild`` does not replay them: the inbox
+    file is processed, and answered, by the next run. Empty when the ledger is missing,
+    damaged or from before arrival marks: nothing then tells them from files it lost.
+    """
+    path = workspace.ledger_path
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    try:
+        ledger = Ledger(path, root=workspace.root)
+    except LedgerError:
+        return set()
+    try:
+        mark = ledger.arrival_mark()
+        if mark is None:
+            return set()
+        received = archived_files(workspace.sheets, RECEIVED)
+        return {
+            p
+            for sequence, p in unrecorded(ledger, received, workspace.sheets)
+            if sequence <= mark and _still_in_inbox(p, workspace.inbox)
+        }
+    except sqlite3.DatabaseError:
+        return set()
+    finally:
+        ledger.close()
 
 
 def unrecorded(

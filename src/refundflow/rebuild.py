@@ -19,6 +19,7 @@ from pathlib import Path
 from .archive import ORPHANS, RECEIVED, SENT, _fsync_dir, archived_files, parse_archive_name
 from .errors import LedgerError, Reason
 from .ledger import Ledger, ledger_errors
+from .ledgercheck import interrupted_attempts
 from .processor import Processor
 from .sandbox import ParserPool
 from .workspace import Workspace
@@ -48,6 +49,7 @@ def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | No
     ledger_path = workspace.ledger_path
     building = ledger_path.with_name(ledger_path.name + BUILDING_SUFFIX)
     _remove_database(building)  # what a rebuild killed half way left
+    interrupted = interrupted_attempts(workspace)  # their inbox files are processed next run
     ledger = Ledger(building, root=workspace.root)
     # Sequences given from now on must stay above every one in the archive.
     ledger.set_arrival_mark(
@@ -65,6 +67,9 @@ def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | No
     count = 0
     try:
         for at, name, path in archived_receipts(workspace.sheets):
+            if path in interrupted:
+                log.info("not replayed: %s, still waiting in inbox/", path.name)
+                continue
             processor.replay(path, at, name)
             count += 1
         ledger.prepare_for_swap()
