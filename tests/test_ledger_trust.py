@@ -140,7 +140,6 @@ def old_backup(root: Path, old: bytes) -> None:
 def lost_schema(root: Path, _old: bytes) -> None:
     """A new empty ledger (e.g. created by another tool) where the old one was."""
     remove_ledger(root)
-    sqlite3.connect(ledger_of(root)).close()
     db = sqlite3.connect(ledger_of(root))
     db.execute("CREATE TABLE notes (x)")
     db.commit()
