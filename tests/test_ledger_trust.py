@@ -8,11 +8,14 @@ import datetime as dt
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from refundflow import ledgercheck
 from refundflow.config import load_config
 from refundflow.processor import Processor
 from refundflow.sandbox import ParserPool
@@ -355,3 +358,43 @@ def test_a_ledger_that_cannot_be_opened_is_said_in_chinese(root: Path, run: Invo
         "处理办法:请检查该文件和所在文件夹的读写权限与磁盘;如果文件已损坏,"
         f"请运行 refundflow rebuild --root {root},从存档重建账本(原有的账本文件会先自动备份)\n"
     )
+
+
+def test_status_while_a_watcher_commits_a_file_is_not_taken_for_a_lost_commit(
+    root: Path, run: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """status takes no lock: between its reads the watcher may commit a file and take it out
+    of the inbox, which must not look like a ledger that lost that commit."""
+    drop(root, "a.xlsx", make_form())
+    assert run("process").exit_code == 0
+    drop(root, "b.xlsx", make_form(order_no="TK20261122002"))
+    workspace = Workspace(root, load_config(root))
+    archived, go_on = threading.Event(), threading.Event()
+    with ParserPool(memory_mb=512, timeout=20) as pool:
+        watcher = Processor(workspace, clock=lambda: dt.datetime(2026, 11, 23, 9, 12), pool=pool)
+        record = watcher.ledger.record
+
+        def record_when_told(**kwargs: Any) -> int:
+            archived.set()  # b.xlsx is archived; its commit waits for status to look
+            go_on.wait(timeout=30)
+            return record(**kwargs)
+
+        monkeypatch.setattr(watcher.ledger, "record", record_when_told)
+        working = threading.Thread(target=watcher.process_file, args=(root / "inbox" / "b.xlsx",))
+        working.start()
+        assert archived.wait(timeout=30)
+        still_in_inbox = ledgercheck._still_in_inbox
+
+        def after_the_commit(archived_copy: Path, inbox: Path) -> bool:
+            go_on.set()  # status has listed b.xlsx as not recorded; the watcher commits now
+            working.join(timeout=30)
+            return still_in_inbox(archived_copy, inbox)
+
+        monkeypatch.setattr(ledgercheck, "_still_in_inbox", after_the_commit)
+        try:
+            ledgercheck.open_ledger(workspace).close()
+        finally:
+            go_on.set()
+            working.join(timeout=30)
+            watcher.close()
+    assert not (root / "inbox" / "b.xlsx").exists()
