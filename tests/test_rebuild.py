@@ -325,3 +325,19 @@ def test_rebuild_replays_in_arrival_order_when_the_clock_went_back(
     assert read_ledger(ledger_path(root)) == before
     numbers = {f["form_no"]: f["order_no"] for f in before[0]}
     assert numbers == {FIRST: NEW_FORM["order_no"], SECOND: SECOND_FORM["order_no"]}
+
+
+def test_two_rebuilds_in_a_row_keep_both_backups(root: Path, run: Invoke) -> None:
+    drop(root, "first.xlsx", make_form())
+    process(run, "2026-11-23 09:10", f"[已流转] first.xlsx: {FIRST} → 技术部")
+    original = read_ledger(ledger_path(root))
+    for _ in range(2):  # almost always within one second: backups are named to the second
+        result = run("rebuild", now=LATER)
+        assert result.exit_code == 0, result.output
+    backups = sorted(ledger_path(root).parent.glob("ledger.sqlite3.*.bak"))
+    assert len(backups) == 2
+    for backup in backups:
+        copy = root.parent / "backup-copy.sqlite3"
+        shutil.copyfile(backup, copy)
+        assert read_ledger(copy) == original
+        copy.unlink()

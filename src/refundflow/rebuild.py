@@ -94,6 +94,10 @@ def _set_old_aside(workspace: Workspace) -> Path | None:
         return None
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     backup = path.with_name(f"{path.name}.{stamp}.bak")
+    for n in range(2, 10_000):  # two rebuilds in one second: never replace a backup
+        if not any(Path(f"{backup}{suffix}").exists() for suffix in _SIDE_FILES):
+            break
+        backup = path.with_name(f"{path.name}.{stamp}-{n}.bak")
     try:
         with ledger_errors(path, workspace.root):
             old = sqlite3.connect(path, isolation_level=None)
