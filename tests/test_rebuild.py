@@ -12,6 +12,9 @@ import datetime as dt
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +237,107 @@ def test_work_goes_on_after_a_rebuild(root: Path, run: Invoke, history: int) -> 
     archive = root / "refundsheets" / "archive"
     assert not (archive / "orphans").exists(), "replayed receipts are not taken for orphans"
     assert len(list((archive / "received").glob("*/*"))) == history + 3
+
+
+# Runs `refundflow rebuild` in a real process that kills itself with SIGKILL just before it
+# would replay the third archived file: a rebuild killed half way, at a known point.
+KILLED_REBUILD = """
+import os, signal, sys
+from refundflow import processor
+replay = processor.Processor.replay
+replayed = []
+def replay_or_die(self, *args):
+    if len(replayed) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    replayed.append(replay(self, *args))
+    return replayed[-1]
+processor.Processor.replay = replay_or_die
+from refundflow.cli import cli
+cli(["--now", sys.argv[2], "rebuild", "--root", sys.argv[1]], prog_name="refundflow")
+"""
+
+
+def test_a_rebuild_killed_half_way_changes_nothing_and_a_rerun_completes_it(
+    root: Path, run: Invoke, history: int
+) -> None:
+    before = read_ledger(ledger_path(root))
+    files = files_of(root)
+
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_REBUILD, str(root), LATER],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+
+    assert read_ledger(ledger_path(root)) == before, "the killed rebuild changed the ledger"
+    assert files_of(root) == files
+    status = run("status", FIRST, now=LATER)
+    assert status.exit_code == 0 and "已办结:2026-11-24 09:05" in status.output, status.output
+
+    result = run("rebuild", now=LATER)
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(f"已从存档重放 {history} 个文件,账本已重建\n"), result.output
+    assert read_ledger(ledger_path(root)) == before
+    leftovers = [p.name for p in ledger_path(root).parent.iterdir() if "rebuilding" in p.name]
+    assert leftovers == []
+    result = run("process", now=LATER)  # and work goes on with the next free number
+    assert "[已流转] 新单.xlsx: TKD20261124-001 → 技术部(待技术部核实)" in result.output
+
+
+# `refundflow process` in a new process whose computer clock reads an hour earlier than the
+# last run's did (--now stands for the same clock's reading of the time of day).
+PROCESS_WITH_CLOCK_SET_BACK = """
+import sys, time
+earlier = time.time_ns() - 3600 * 10**9
+time.time_ns = lambda: earlier
+from refundflow.cli import cli
+cli(["--now", sys.argv[2], "process", "--root", sys.argv[1]], prog_name="refundflow")
+"""
+
+
+@pytest.mark.parametrize(
+    "restart_with_clock_set_back",
+    [
+        pytest.param(False, id="processing-time-set-back"),
+        pytest.param(True, id="restarted-with-the-computer-clock-set-back"),
+    ],
+)
+def test_rebuild_replays_in_arrival_order_when_the_clock_went_back(
+    root: Path, run: Invoke, restart_with_clock_set_back: bool
+) -> None:
+    drop(root, "first.xlsx", make_form())
+    process(run, "2026-11-23 10:00", f"[已流转] first.xlsx: {FIRST} → 技术部")
+    drop(root, "second.xlsx", make_form({**NEW_FORM, **SECOND_FORM}, mobile="13900139000"))
+    second = f"[已流转] second.xlsx: {SECOND} → 技术部"
+    if restart_with_clock_set_back:
+        script = [sys.executable, "-c", PROCESS_WITH_CLOCK_SET_BACK, str(root), "2026-11-23 09:30"]
+        done = subprocess.run(script, capture_output=True, timeout=120, check=False)
+        assert done.returncode == 0 and second in done.stdout.decode(), done
+    else:
+        process(run, "2026-11-23 09:30", second)
+    before = read_ledger(ledger_path(root))
+
+    result = run("rebuild", now=LATER)
+
+    assert result.exit_code == 0, result.output
+    assert read_ledger(ledger_path(root)) == before
+    numbers = {f["form_no"]: f["order_no"] for f in before[0]}
+    assert numbers == {FIRST: NEW_FORM["order_no"], SECOND: SECOND_FORM["order_no"]}
+
+
+def test_two_rebuilds_in_a_row_keep_both_backups(root: Path, run: Invoke) -> None:
+    drop(root, "first.xlsx", make_form())
+    process(run, "2026-11-23 09:10", f"[已流转] first.xlsx: {FIRST} → 技术部")
+    original = read_ledger(ledger_path(root))
+    for _ in range(2):  # almost always within one second: backups are named to the second
+        result = run("rebuild", now=LATER)
+        assert result.exit_code == 0, result.output
+    backups = sorted(ledger_path(root).parent.glob("ledger.sqlite3.*.bak"))
+    assert len(backups) == 2
+    for backup in backups:
+        copy = root.parent / "backup-copy.sqlite3"
+        shutil.copyfile(backup, copy)
+        assert read_ledger(copy) == original
+        copy.unlink()

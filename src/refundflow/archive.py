@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -183,16 +184,44 @@ def place_exact(dest: Path, data: bytes, *, durable: bool = True) -> Path:
     return place_new(dest, data, durable=durable)
 
 
-def archive_path(sheets: Path, kind: str, at: dt.datetime, sha: str, name: str) -> Path:
+class _Sequence:
+    """Arrival sequence numbers that only go up, in this process, whatever the clock does."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self, after: int = 0) -> int:
+        with self._lock:
+            # The wall clock in ns, as archives written before this counter existed used;
+            # when the clock stands still or was set back, one more than the last instead.
+            self._last = max(time.time_ns(), after + 1, self._last + 1)
+            return self._last
+
+
+_SEQUENCE = _Sequence()
+
+
+def next_sequence(after: int = 0) -> int:
+    """A sequence number above ``after`` and above every one this process gave before."""
+    return _SEQUENCE.next(after)
+
+
+def archive_path(
+    sheets: Path, kind: str, at: dt.datetime, sha: str, name: str, *, sequence: int | None = None
+) -> Path:
     """refundsheets/archive/<kind>/<YYYY-MM>/<timestamp>_<sequence>_<sha12>_<name>
 
-    ``at`` is the processing moment (``--now`` may freeze it); the sequence is the wall
-    clock in nanoseconds, so files that arrive in the same second keep their order in the
-    name itself, whatever happens to the files' times when the archive is copied.
+    ``at`` is the processing moment (``--now`` may freeze it or set it back). The sequence
+    is the arrival order, recorded in the name itself so that it survives copying the
+    archive: received files get theirs from the ledger (:meth:`Ledger.reserve_arrival`),
+    which keeps it strictly increasing across restarts even when the clock goes back;
+    ``rebuild`` replays in that order. Without one, :func:`next_sequence` is used.
     """
     stamp = at.strftime("%Y%m%dT%H%M%S")
     folder = sheets / "archive" / kind / at.strftime("%Y-%m")
-    return folder / f"{stamp}_{time.time_ns():019d}_{sha[:12]}_{safe_name(name)}"
+    seq = next_sequence() if sequence is None else sequence
+    return folder / f"{stamp}_{seq:019d}_{sha[:12]}_{safe_name(name)}"
 
 
 def parse_archive_name(path: Path) -> tuple[dt.datetime, int, str, str] | None:
@@ -205,3 +234,31 @@ def parse_archive_name(path: Path) -> tuple[dt.datetime, int, str, str] | None:
     except ValueError:
         return None
     return at, int(parts[1]), parts[2], parts[3]
+
+
+def archived_files(sheets: Path, kind: str) -> list[tuple[int, Path]]:
+    """Every archived file of ``kind`` (all months) as (sequence, path), in arrival order.
+
+    Hidden names (our own write-aside temporaries) and names we did not write are skipped.
+    """
+    found = []
+    for path in (sheets / "archive" / kind).glob("*/*"):
+        parsed = parse_archive_name(path)
+        if parsed is not None and not path.name.startswith("."):
+            found.append((parsed[1], path))
+    found.sort()
+    return found
+
+
+def form_numbers_sent(sheets: Path, prefix: str) -> frozenset[str]:
+    """Every form number a copy in archive/sent/ is named after (``<prefix>YYYYMMDD-NNN.xlsx``).
+
+    A rejected file someone happened to name so only makes that number skipped.
+    """
+    pattern = re.compile(rf"{re.escape(prefix)}\d{{8}}-\d{{3,}}\.xlsx")
+    numbers = set()
+    for _sequence, path in archived_files(sheets, SENT):
+        name = path.name.split("_", 3)[3]
+        if pattern.fullmatch(name):
+            numbers.add(name[: -len(".xlsx")])
+    return frozenset(numbers)

@@ -24,6 +24,7 @@ from .calendar import WorkCalendar
 from .config import CONFIG_FILE, ROLE_NAMES, load_config
 from .errors import RefundflowError, storage_error
 from .ledger import Ledger, iso
+from .ledgercheck import open_ledger
 from .processor import Outcome, Processor, Result
 from .routing import STEP_NAMES, Step
 from .sandbox import ParserPool
@@ -355,7 +356,7 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
         workspace = _workspace(root)
         _warn_about_roster(workspace)
         now = obj["clock"]()
-        ledger = Ledger(workspace.ledger_path)
+        ledger = open_ledger(workspace)
         try:
             if form_no:
                 _show_form(ledger, workspace, form_no, now=now, as_json=as_json)

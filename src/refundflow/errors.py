@@ -15,6 +15,13 @@ class Reason(StrEnum):
     CONFIG_INVALID = "config_invalid"
     WORKSPACE_MISSING = "workspace_missing"
     WORKSPACE_LOCKED = "workspace_locked"
+    # the ledger cannot be trusted as the record of the archive
+    LEDGER_MISSING = "ledger_missing"
+    LEDGER_EMPTY = "ledger_empty"
+    LEDGER_BEHIND = "ledger_behind"
+    LEDGER_CORRUPT = "ledger_corrupt"
+    LEDGER_UNREADABLE = "ledger_unreadable"
+    LEDGER_BUSY = "ledger_busy"
     # what a file is
     NOT_A_WORKBOOK = "not_a_workbook"
     UNSUPPORTED_FORMAT = "unsupported_format"
@@ -87,6 +94,12 @@ class WorkspaceError(RefundflowError):
     """The workspace folders are missing or another process holds the workspace."""
 
     reason = Reason.WORKSPACE_MISSING
+
+
+class LedgerError(RefundflowError):
+    """The ledger is missing, damaged, locked, or older than the archive it indexes."""
+
+    reason = Reason.LEDGER_CORRUPT
 
 
 class FileRejected(RefundflowError):

@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archive import next_sequence
+from .errors import LedgerError, Reason
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS forms (
     form_no      TEXT PRIMARY KEY,
@@ -85,7 +88,19 @@ CREATE INDEX IF NOT EXISTS deliveries_receipt ON deliveries(receipt_id);
 CREATE INDEX IF NOT EXISTS receipts_unfinished ON receipts(state) WHERE state != 'done';
 -- A form's copies in people's folders: events by form, then their receipts' deliveries.
 CREATE INDEX IF NOT EXISTS receipts_event ON receipts(event_id);
+-- arrival_seq: the highest arrival sequence handed out (Ledger.reserve_arrival). Every
+-- received file is archived under a sequence reserved here first, so an archived file above
+-- it proves the ledger is older than the archive (deleted, restored from a backup, or lost
+-- commits), while one at or below it with no receipt is an attempt a kill interrupted.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
+ARRIVAL = "arrival_seq"
+# Waiting this long for another program's write lock at start is enough to tell "busy" from
+# "locked by someone": our own processes never hold it long, and they hold the workspace lock.
+START_BUSY_MS = 3000
 
 
 def iso(moment: dt.datetime | None) -> str | None:
@@ -187,31 +202,101 @@ class FormUpdate:
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, root: Path | None = None) -> None:
+        """``root``: the workspace, named in the messages that say how to rebuild."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, one transaction per file.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a committed transaction survives a process kill; only a power
-        # cut may lose the last commits, and the archive + rebuild covers that.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
+        self._root = root
+        with ledger_errors(path, root):
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, one transaction per file.
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                self._db.row_factory = sqlite3.Row
+                self._db.execute("PRAGMA busy_timeout=10000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a committed transaction survives a process kill; only a
+                # power cut may lose the last commits, and the archive + rebuild covers that.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(SCHEMA)
+            except BaseException:
+                self._db.close()
+                raise
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with ledger_errors(self.path, self._root):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ---- trust -------------------------------------------------------------------------
+    def verify(self) -> None:
+        """Fail with LEDGER_CORRUPT / LEDGER_BUSY unless every page reads back consistent.
+
+        Also takes and gives back the write lock once, with a short wait, so that a ledger
+        another program holds locked is said at start, not after the first file's timeout.
+        """
+        with ledger_errors(self.path, self._root):
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            self._db.execute(f"PRAGMA busy_timeout={START_BUSY_MS}")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("ROLLBACK")
+            finally:
+                self._db.execute("PRAGMA busy_timeout=10000")
+
+    def arrival_mark(self) -> int | None:
+        """The highest arrival sequence reserved, or None for a ledger that never had one."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (ARRIVAL,)).fetchone()
+        return int(row[0]) if row else None
+
+    def set_arrival_mark(self, value: int) -> None:
+        """Raise the mark to ``value`` (never lower it)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                (ARRIVAL, value),
+            )
+
+    def reserve_arrival(self) -> int:
+        """The next arrival sequence, committed before the received file is archived under it.
+
+        Strictly increasing whatever the clock does: above the last one reserved in this
+        ledger, even after a restart with the clock set back.
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (ARRIVAL,)).fetchone()
+            sequence = next_sequence(int(row[0]) if row else 0)
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (ARRIVAL, sequence),
+            )
+        return sequence
+
+    def has_receipts(self) -> bool:
+        return self._db.execute("SELECT 1 FROM receipts LIMIT 1").fetchone() is not None
+
+    def prepare_for_swap(self) -> None:
+        """Fold the WAL into the main file and leave rollback mode, then close.
+
+        A ledger file is only renamed over or away as a single file: a WAL left beside a
+        different main file would be applied to it.
+        """
+        with ledger_errors(self.path, self._root):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("PRAGMA journal_mode=DELETE")
+        self._db.close()
 
     # ---- reads -------------------------------------------------------------------------
     def form(self, form_no: str) -> FormRow | None:
@@ -264,6 +349,11 @@ class Ledger:
             "SELECT form_no, step FROM sent WHERE sha = ? ORDER BY event_id DESC LIMIT 1", (sha,)
         ).fetchone()
         return (row["form_no"], row["step"]) if row else None
+
+    def is_delivery_source(self, archived: str) -> bool:
+        """Whether a delivery was planned from this archived copy (only used at restart)."""
+        row = self._db.execute("SELECT 1 FROM deliveries WHERE source = ? LIMIT 1", (archived,))
+        return row.fetchone() is not None
 
     def archived_names(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT archive FROM receipts")}
@@ -451,4 +541,42 @@ def _receipt(r: sqlite3.Row) -> Receipt:
         archive=r["archive"],
         event_id=r["event_id"],
         state=r["state"],
+    )
+
+
+@contextmanager
+def ledger_errors(path: Path, root: Path | None = None) -> Iterator[None]:
+    """SQLite's failures as LedgerError with a message staff can act on."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise ledger_error(path, exc, root) from exc
+
+
+def rebuild_hint(root: Path | None) -> str:
+    command = f"refundflow rebuild --root {root}" if root else "refundflow rebuild"
+    return f"请运行 {command},从存档重建账本(原有的账本文件会先自动备份)"
+
+
+def ledger_error(path: Path, exc: sqlite3.DatabaseError, root: Path | None) -> LedgerError:
+    text = str(exc)
+    rebuild = rebuild_hint(root)
+    if "locked" in text or "busy" in text:
+        return LedgerError(
+            f"账本文件 {path} 正被其他程序占用,无法写入({text})",
+            reason=Reason.LEDGER_BUSY,
+            hint="请关闭打开了账本的程序(例如数据库查看工具)后重试;不要用其他程序修改账本",
+        )
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "unable to open" in text or "disk I/O" in text or "readonly" in text
+    ):
+        return LedgerError(
+            f"无法读写账本文件 {path}({text})",
+            reason=Reason.LEDGER_UNREADABLE,
+            hint="请检查该文件和所在文件夹的读写权限与磁盘;如果文件已损坏," + rebuild,
+        )
+    return LedgerError(
+        f"账本文件 {path} 已损坏,无法读取({text})",
+        reason=Reason.LEDGER_CORRUPT,
+        hint=rebuild,
     )

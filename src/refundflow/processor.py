@@ -40,6 +40,8 @@ from .archive import (
     SENT,
     SUPERSEDED,
     archive_path,
+    archived_files,
+    form_numbers_sent,
     free_names,
     numbered,
     place_exact,
@@ -77,6 +79,7 @@ from .layout import (
     VERSION_PROPERTY,
 )
 from .ledger import Delivery, FormRow, FormUpdate, Ledger, NewEvent, Receipt, iso
+from .ledgercheck import open_ledger, unrecorded
 from .routing import (
     FINANCE_ROLES,
     STAMP_FINANCE,
@@ -151,15 +154,22 @@ class Processor:
         clock: Callable[[], dt.datetime],
         pool: ParserPool,
         deliver: bool = True,
+        ledger: Ledger | None = None,
     ) -> None:
+        """``ledger``: the one to record in (rebuild's new one); by default the workspace's,
+        refused (LedgerError) unless it can be the record of the archive."""
         self.ws = workspace
         self.config = workspace.config
         self.clock = clock
         self.pool = pool
-        self.ledger = Ledger(workspace.ledger_path)
+        self.ledger = ledger if ledger is not None else open_ledger(workspace)
         self.calendar = WorkCalendar(self.config)
         self.copy_key = CopyKey.load_or_create(workspace.sheets, now=clock())
         self._deliver = deliver  # False while rebuilding: the copies were delivered long ago
+        # Form numbers our routed copies carry in the archive: never given again, even if the
+        # ledger lost their record. Read at the first new form, after recover() set aside the
+        # copies of an interrupted attempt. Not while rebuilding: it gives the same numbers.
+        self._numbers_sent: frozenset[str] | None = None if deliver else frozenset()
 
     def close(self) -> None:
         self.ledger.close()
@@ -242,18 +252,27 @@ class Processor:
                 log.warning("无法清理 %s 中中断时留下的临时文件:%s", folder, exc)
 
     def _set_aside_orphans(self) -> None:
-        folder = self.ws.sheets / "archive" / RECEIVED
-        if not folder.is_dir():
+        # open_ledger() made sure that each received copy the ledger does not know is an
+        # attempt a kill interrupted before its commit, whose file is still in the inbox and is
+        # processed again (its month follows --now, so every month is looked at). The copies
+        # that attempt archived as sent were never delivered: their numbers were not given.
+        sheets = self.ws.sheets
+        received = archived_files(sheets, RECEIVED)
+        orphans = unrecorded(self.ledger, received, sheets)
+        if not orphans:
             return
-        known = self.ledger.archived_names()
-        for month in sorted(folder.iterdir())[-2:]:  # a crash leaves them in the last month(s)
-            for path in month.iterdir():
-                rel = str(path.relative_to(self.ws.sheets))
-                if rel not in known and not path.name.startswith("."):
-                    target = self.ws.sheets / "archive" / ORPHANS / path.name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(path, target)
-                    log.info("set aside uncommitted archive copy %s", path.name)
+        first = min(sequence for sequence, _ in orphans)
+        sent = [
+            path
+            for sequence, path in archived_files(sheets, SENT)
+            if sequence > first
+            and not self.ledger.is_delivery_source(str(path.relative_to(sheets)))
+        ]
+        for path in [*(p for _, p in orphans), *sent]:
+            target = sheets / "archive" / ORPHANS / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            log.info("set aside uncommitted archive copy %s", path.name)
 
     # ---- the one entry point ---------------------------------------------------------------
     def process_file(self, path: Path) -> Result:
@@ -297,7 +316,11 @@ class Processor:
         for receipt in previous:
             if receipt.state == "committed" and receipt.name == path.name:
                 return self._finish_receipt(receipt, "已完成中断前的处理")
-        received_path = archive_path(self.ws.sheets, RECEIVED, now, sha, path.name)
+        # The arrival sequence is committed before the archived copy exists (ledgercheck).
+        arrival = self.ledger.reserve_arrival()
+        received_path = archive_path(
+            self.ws.sheets, RECEIVED, now, sha, path.name, sequence=arrival
+        )
         if data is None:  # over the size limit: moved into the archive later, never read whole
             plan = self._too_large(path.name, sha, now, identity.size)
             return self._commit_and_deliver(
@@ -689,7 +712,17 @@ class Processor:
 
     def _new_form_no(self, now: dt.datetime) -> str:
         prefix = f"{self.config.form_no_prefix}{now:%Y%m%d}-"
-        return f"{prefix}{self.ledger.forms_created_on(prefix) + 1:03d}"
+        if self._numbers_sent is None:
+            self._numbers_sent = form_numbers_sent(self.ws.sheets, self.config.form_no_prefix)
+        number = self.ledger.forms_created_on(prefix) + 1
+        # Skip numbers already given: in the archive though not in the ledger, or in the
+        # ledger above a gap such a skip left.
+        while (
+            f"{prefix}{number:03d}" in self._numbers_sent
+            or self.ledger.form(f"{prefix}{number:03d}") is not None
+        ):
+            number += 1
+        return f"{prefix}{number:03d}"
 
     def _reject(
         self,

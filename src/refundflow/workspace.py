@@ -6,6 +6,7 @@ import datetime as dt
 import fcntl
 import os
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -88,41 +89,70 @@ def init_workspace(workspace: Workspace) -> list[Path]:
 
 
 class WorkspaceLock:
-    """An exclusive lock: one watcher or ``process`` per workspace.
+    """An exclusive lock: one watcher, ``process`` or ``rebuild`` per workspace.
 
-    flock is released by the kernel when the holder dies (even kill -9), so a stale lock
-    never blocks a restart; the file's text only says who holds it.
+    The lock is an flock on the workspace root folder itself, which cannot be deleted or
+    replaced from under us while it holds files: a lock file could be, and a second watcher
+    would then take a fresh one and give the same form numbers twice. flock is released by
+    the kernel when the holder dies (even kill -9), so a stale lock never blocks a restart.
+    The file ``refundsheets/.refundflow.lock`` only says who holds it, for the message.
     """
 
     def __init__(self, workspace: Workspace, *, command: str) -> None:
+        self._root = workspace.root
         self._path = workspace.sheets / LOCK_FILE
         self._command = command
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "另一个进程"
             os.close(fd)
             raise WorkspaceError(
-                f"工作区正在被使用:{holder}",
+                f"工作区正在被使用:{self._holder()}",
                 reason=Reason.WORKSPACE_LOCKED,
                 hint="同一工作区同时只能运行一个 watch 或 process;请等它结束或先停止它",
             ) from None
+        self._fd = fd
         started = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        holder = (
+        self._write_holder(
             f"refundflow {self._command} (pid {os.getpid()}, {socket.gethostname()}, {started})"
         )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder.encode(), 0)
-        self._fd = fd
+
+    def _holder(self) -> str:
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return "另一个 refundflow 进程"
+        try:
+            text = os.read(fd, 4096).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        finally:
+            os.close(fd)
+        return text or "另一个 refundflow 进程"
+
+    def _write_holder(self, text: str) -> None:
+        """Best effort: the lock holds without this file. Never written through a link."""
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(
+                self._path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644
+            )
+        except OSError:
+            return
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text.encode(), 0)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            self._write_holder("")
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
