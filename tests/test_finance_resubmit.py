@@ -84,3 +84,70 @@ def test_form_returned_by_finance_can_still_just_be_closed(root: Path, run: Invo
     drop(root, FILE, take(root, "cs", FILE))  # customer told; nothing changed
     result = run("process", now="2026-11-23 10:30")
     assert result.output == f"[已流转] {FILE}: {FORM} → 行政部(待行政部跟踪归档)\n"
+
+
+def close_as_returned(root: Path, run: Invoke) -> None:
+    returned_by_cashier(root, run)
+    drop(root, FILE, take(root, "cs", FILE))  # customer told
+    run("process", now="2026-11-23 10:30")
+    followup = {
+        "admin_followup": "款项未入账,已告知客户",
+        "admin_by": "吴十",
+        "admin_date": at(24, "09:00"),
+        "admin_approval": "同意",
+    }
+    drop(root, FILE, edit_form(take(root, "admin", FILE), followup))
+    result = run("process", now="2026-11-24 09:05")
+    assert result.output == f"[已归档] {FILE}: {FORM} 已办结归档\n"
+
+
+def test_new_form_for_an_order_closed_as_returned_is_accepted_and_linked(
+    root: Path, run: Invoke
+) -> None:
+    close_as_returned(root, run)
+    again = make_form(reported_at=at(25, "09:00"), submitted_at=at(25, "09:05"))
+    again = edit_form(again, {"cs_date": at(25, "09:06")})
+    drop(root, "再次申请.xlsx", again)
+    result = run("process", now="2026-11-25 09:10")
+    assert result.output == "[已流转] 再次申请.xlsx: TKD20261125-001 → 技术部(待技术部核实)\n"
+    history = json.loads(run("status", "TKD20261125-001", "--json", now="2026-11-25 09:11").stdout)
+    assert (
+        "同一订单的前一张退款单 TKD20261123-001 已退回办结,本单为重新申请"
+        in (history["history"][0]["detail"])
+    )
+
+
+def test_new_form_for_an_order_still_open_or_refunded_is_refused(root: Path, run: Invoke) -> None:
+    returned_by_cashier(root, run)  # open: waiting on customer service
+    drop(root, "又一张.xlsx", make_form(customer_request="再次要求退款"))
+    result = run("process", now="2026-11-23 10:10")
+    assert result.output.startswith("[已退回] 又一张.xlsx: 退回客服部"), result.output
+
+
+def test_a_ledger_from_before_the_change_allows_the_new_form_after_migration(
+    root: Path, run: Invoke
+) -> None:
+    import sqlite3
+
+    close_as_returned(root, run)
+    ledger = root / "refundsheets" / "ledger.sqlite3"
+    db = sqlite3.connect(ledger)
+    # Put the old schema back: order_no UNIQUE, no supersedes column.
+    db.executescript(
+        """
+        ALTER TABLE forms RENAME TO f;
+        DROP INDEX IF EXISTS forms_order;
+        CREATE TABLE forms (form_no TEXT PRIMARY KEY, order_no TEXT NOT NULL UNIQUE,
+            step TEXT NOT NULL, waiting_on TEXT, step_since TEXT NOT NULL, reported_at TEXT,
+            amount TEXT, created_at TEXT NOT NULL, closed_at TEXT,
+            transitions INTEGER NOT NULL DEFAULT 0, last_sent_sha TEXT, snapshot TEXT NOT NULL);
+        INSERT INTO forms SELECT form_no, order_no, step, waiting_on, step_since, reported_at,
+            amount, created_at, closed_at, transitions, last_sent_sha, snapshot FROM f;
+        DROP TABLE f;
+        """
+    )
+    db.close()
+    again = make_form(reported_at=at(25, "09:00"), submitted_at=at(25, "09:05"))
+    drop(root, "再次申请.xlsx", edit_form(again, {"cs_date": at(25, "09:06")}))
+    result = run("process", now="2026-11-25 09:10")
+    assert result.output == "[已流转] 再次申请.xlsx: TKD20261125-001 → 技术部(待技术部核实)\n"

@@ -22,7 +22,7 @@ from .errors import LedgerError, Reason
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS forms (
     form_no      TEXT PRIMARY KEY,
-    order_no     TEXT NOT NULL UNIQUE,
+    order_no     TEXT NOT NULL,             -- one open form per order: see form_by_order
     step         TEXT NOT NULL,
     waiting_on   TEXT,
     step_since   TEXT NOT NULL,
@@ -32,8 +32,10 @@ CREATE TABLE IF NOT EXISTS forms (
     closed_at    TEXT,
     transitions  INTEGER NOT NULL DEFAULT 0,
     last_sent_sha TEXT,
-    snapshot     TEXT NOT NULL            -- canonical field values at the last accepted step (JSON)
+    snapshot     TEXT NOT NULL,           -- canonical field values at the last accepted step (JSON)
+    supersedes   TEXT                     -- the earlier form of the same order, closed as returned
 );
+CREATE INDEX IF NOT EXISTS forms_order ON forms(order_no, created_at);
 CREATE TABLE IF NOT EXISTS events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     at         TEXT NOT NULL,
@@ -125,6 +127,7 @@ class FormRow:
     transitions: int
     last_sent_sha: str | None
     snapshot: dict[str, str]
+    supersedes: str | None = None  # the order's earlier form, closed as returned
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ class FormUpdate:
     amount: str | None
     snapshot: dict[str, str]
     closed: bool
+    supersedes: str | None = None  # the order's earlier form, closed as returned
 
 
 class Ledger:
@@ -218,12 +222,38 @@ class Ledger:
                 # power cut may lose the last commits, and the archive + rebuild covers that.
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(SCHEMA)
+                self._migrate()
             except BaseException:
                 self._db.close()
                 raise
 
     def close(self) -> None:
         self._db.close()
+
+    def _migrate(self) -> None:
+        """Bring a ledger written by an earlier version up to this schema, in place.
+
+        Forms once held a UNIQUE order number; a new form for an order whose form was closed
+        as returned is now allowed (and linked by ``supersedes``).
+        """
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(forms)")}
+        (sql,) = self._db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'forms'"
+        ).fetchone()
+        if "supersedes" in columns and "UNIQUE" not in sql:
+            return
+        with self.transaction() as db:
+            kept = ", ".join(sorted(columns - {"supersedes"}))
+            db.execute("ALTER TABLE forms RENAME TO forms_before_migration")
+            db.execute("DROP INDEX IF EXISTS forms_order")
+            create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS forms") :]
+            create = create[: create.index(");") + 2]
+            db.execute(create)
+            db.execute(
+                f"INSERT INTO forms ({kept}) SELECT {kept} FROM forms_before_migration"
+            )
+            db.execute("DROP TABLE forms_before_migration")
+            db.execute("CREATE INDEX IF NOT EXISTS forms_order ON forms(order_no, created_at)")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -304,7 +334,11 @@ class Ledger:
         return _form_row(row) if row else None
 
     def form_by_order(self, order_no: str) -> FormRow | None:
-        row = self._db.execute("SELECT * FROM forms WHERE order_no = ?", (order_no,)).fetchone()
+        """The newest form of an order (an order may have an earlier one closed as returned)."""
+        row = self._db.execute(
+            "SELECT * FROM forms WHERE order_no = ? ORDER BY created_at DESC, form_no DESC LIMIT 1",
+            (order_no,),
+        ).fetchone()
         return _form_row(row) if row else None
 
     def open_forms(self) -> list[FormRow]:
@@ -445,8 +479,8 @@ class Ledger:
         else:
             db.execute(
                 "INSERT INTO forms (form_no, order_no, step, waiting_on, step_since, reported_at,"
-                " amount, created_at, closed_at, transitions, last_sent_sha, snapshot)"
-                " VALUES (?,?,?,?,?,?,?,?,?,1,?,?)",
+                " amount, created_at, closed_at, transitions, last_sent_sha, snapshot, supersedes)"
+                " VALUES (?,?,?,?,?,?,?,?,?,1,?,?,?)",
                 (
                     update.form_no,
                     update.order_no,
@@ -459,6 +493,7 @@ class Ledger:
                     closed_at,
                     event.out_sha,
                     snapshot,
+                    update.supersedes,
                 ),
             )
 
@@ -508,6 +543,7 @@ def _form_row(r: sqlite3.Row) -> FormRow:
         transitions=r["transitions"],
         last_sent_sha=r["last_sent_sha"],
         snapshot=json.loads(r["snapshot"]),
+        supersedes=r["supersedes"],
     )
 
 

@@ -496,9 +496,13 @@ class Processor:
     ) -> _Plan:
         form = reading.form
         owner = None
+        supersedes: str | None = None
         if step is Step.NEW and form.order_no:
             other = self.ledger.form_by_order(form.order_no)
-            owner = (other.form_no, Step(other.step)) if other else None
+            if other is not None and self._closed_as_returned(other):
+                supersedes = other.form_no  # a new application for the same order: linked
+            elif other is not None:
+                owner = (other.form_no, Step(other.step))
         resubmitted = step is Step.FINANCE_RETURNED and _finance_cleared(form, snapshot)
         ctx = Context(
             step=step,
@@ -534,6 +538,9 @@ class Processor:
         if move.signed_block and not self.config.has_roster(move.signed_block):
             # Kept in the event, so every later copy's 流转记录 still says so for this step.
             detail = f"{detail}\n{UNCHECKED_SIGNER}" if detail else UNCHECKED_SIGNER
+        if supersedes:
+            linked = f"同一订单的前一张退款单 {supersedes} 已退回办结,本单为重新申请"
+            detail = f"{detail}\n{linked}" if detail else linked
         if step is Step.NEW and form.form_no and form.form_no != form_no:
             # The filer typed a number of their own: say which number the form got instead.
             typed_no = f"填单人填写的编号「{form.form_no}」不是系统编号,本单编号为 {form_no}"
@@ -598,6 +605,7 @@ class Processor:
             amount=str(form.amount) if form.amount is not None else None,
             snapshot=snapshot_now,
             closed=move.to_step is Step.CLOSED,
+            supersedes=supersedes,
         )
         event = NewEvent(
             now,
@@ -672,6 +680,18 @@ class Processor:
             ),
             take_away=earlier,
         )
+
+    def _closed_as_returned(self, row: FormRow) -> bool:
+        """Was the form closed without a refund (technical department or finance said no)?"""
+        if row.closed_at is None:
+            return False
+        outcomes = [
+            e.to_step
+            for e in self.ledger.events(row.form_no)
+            if e.kind == "accepted"
+            and e.to_step in (Step.REFUNDED, Step.FINANCE_RETURNED, Step.TECH_REFUSED)
+        ]
+        return bool(outcomes) and outcomes[-1] != Step.REFUNDED
 
     def _free(
         self, dest: Path, *companions: str, reusing: list[tuple[Path, str]] | None = None
