@@ -249,9 +249,7 @@ class Ledger:
             create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS forms") :]
             create = create[: create.index(");") + 2]
             db.execute(create)
-            db.execute(
-                f"INSERT INTO forms ({kept}) SELECT {kept} FROM forms_before_migration"
-            )
+            db.execute(f"INSERT INTO forms ({kept}) SELECT {kept} FROM forms_before_migration")
             db.execute("DROP TABLE forms_before_migration")
             db.execute("CREATE INDEX IF NOT EXISTS forms_order ON forms(order_no, created_at)")
 
