@@ -112,6 +112,21 @@ def test_status_shows_who_each_form_waits_on_and_what_is_late(root: Path, run: I
     assert late[-1] == "共 2 张未办结,其中逾期 1 张"
 
 
+def test_status_lists_inbox_files_that_will_not_be_processed(root: Path, run: Invoke) -> None:
+    drop(root, ".退款单.xlsx", make_form())  # hidden: ignored for ever
+    drop(root, ".gitkeep", b"")  # the workspace's own: not stuck
+    assert run("status").output.splitlines() == [
+        "没有未办结的退款单",
+        "收件箱中无法处理的文件(1 个):",
+        "  .退款单.xlsx:文件名以“.”开头,会被当作隐藏文件,永远不会被处理;"
+        "请把文件改名,去掉开头的“.”后再放入 inbox",
+    ]
+    drop(root, "a.xlsx", make_form())
+    run("process")
+    lines = run("status").output.splitlines()
+    assert lines[-3:-1] == ["共 1 张未办结,其中逾期 0 张", "收件箱中无法处理的文件(1 个):"]
+
+
 def test_form_filled_late_is_visible_in_its_history(root: Path, run: Invoke) -> None:
     drop(root, "a.xlsx", make_form())
     run("process", now="2026-11-23 09:25")  # reported 09:00: the 10-minute limit passed
