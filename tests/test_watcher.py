@@ -9,6 +9,8 @@ import logging
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -659,6 +661,38 @@ def test_paused_writer_is_waited_for_not_rejected(
             stream.write(data[5000:])
         assert wait_until(lambda: recorder.count() >= 1)
     assert recorder.calls == [("form.xlsx", data)]
+
+
+LEASE_BREAK = """
+import fcntl, os, subprocess, sys
+from refundflow.watcher import _read_lease
+
+fd = os.open(sys.argv[1], os.O_RDONLY)
+with _read_lease(fd) as writing:
+    assert writing is False, writing
+    # A writer opens the file while we hold the lease: its open waits, and we are told.
+    writer = subprocess.Popen([sys.executable, "-c", f"open({sys.argv[1]!r}, 'ab').close()"])
+    while fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK:
+        pass  # the lease break (and its signal) has not come yet
+assert writer.wait(timeout=30) == 0
+print("still running")
+"""
+
+
+def test_writer_opening_the_file_during_the_lease_check_does_not_kill_the_watcher(
+    tmp_path: Path,
+) -> None:
+    form = tmp_path / "form.xlsx"
+    form.write_bytes(workbook())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    checker = subprocess.run(
+        [sys.executable, "-c", LEASE_BREAK, str(form)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (checker.returncode, checker.stdout) == (0, "still running\n"), checker.stderr
 
 
 @pytest.mark.parametrize(

@@ -34,11 +34,12 @@ import enum
 import errno
 import logging
 import os
+import signal
 import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,23 +199,42 @@ def _signature(st: os.stat_result) -> tuple[int, ...]:
     return (stat.S_IFMT(st.st_mode), st.st_ino, st.st_nlink, st.st_size, st.st_mtime_ns)
 
 
+@contextlib.contextmanager
+def _read_lease(fd: int) -> Iterator[bool | None]:
+    """Hold a Linux read lease on ``fd`` for the ``with`` block; yield whether someone writes.
+
+    Yields ``True`` when the lease is refused with EAGAIN (someone has the file open for
+    writing), ``False`` while it is held, ``None`` when the system cannot tell: taking one
+    needs file ownership or CAP_LEASE (EACCES/EPERM otherwise) and a file system that
+    supports leases (EINVAL otherwise). A writer opening the file while we hold the lease
+    waits until we give it back, and the kernel tells the holder with a signal: SIGIO unless
+    F_SETSIG names another, and SIGIO's default action ends the process. We ask for SIGURG,
+    which is ignored by default, so a writer arriving at the wrong moment cannot kill us.
+    """
+    if not sys.platform.startswith("linux"):
+        yield None
+        return
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        yield True if exc.errno == errno.EAGAIN else None
+        return
+    try:
+        yield False
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+
+
 def _open_for_writing(fd: int) -> bool | None:
     """Does anyone have this file open for writing? ``None``: the system cannot tell us.
 
-    Linux refuses a read lease with EAGAIN while any process has the file open for writing.
-    Taking one needs file ownership or CAP_LEASE (EACCES/EPERM otherwise) and a file system
-    that supports leases (EINVAL otherwise): then we cannot tell. The lease is given back at
-    once, so a writer opening the file meanwhile waits for a moment at most.
+    The lease is given back at once, so a writer opening the file meanwhile waits for a
+    moment at most.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-    except OSError as exc:
-        return True if exc.errno == errno.EAGAIN else None
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    return False
+    with _read_lease(fd) as writing:
+        return writing
 
 
 def _looks_complete(fd: int, size: int) -> bool:
