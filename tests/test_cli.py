@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -125,6 +129,25 @@ def test_status_lists_inbox_files_that_will_not_be_processed(root: Path, run: In
     run("process")
     lines = run("status").output.splitlines()
     assert lines[-3:-1] == ["共 1 张未办结,其中逾期 0 张", "收件箱中无法处理的文件(1 个):"]
+
+
+def test_process_does_not_wait_for_files_last_changed_long_ago(root: Path) -> None:
+    config = root / "refundflow.toml"
+    text = config.read_text(encoding="utf-8").replace(
+        "\nstable_seconds = 0", "\nstable_seconds = 3600"
+    )
+    config.write_text(text, encoding="utf-8")
+    path = drop(root, "a.xlsx", make_form())
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+    # A real process with a timeout: the old rule started the stability clock when process
+    # first saw the file, and would have waited the full hour.
+    command = [sys.executable, "-m", "refundflow.cli", "--now", "2026-11-23 09:10"]
+    result = subprocess.run(
+        [*command, "process", "--root", str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[已流转] a.xlsx: TKD20261123-001 → 技术部(待技术部核实)\n"
 
 
 def test_form_filled_late_is_visible_in_its_history(root: Path, run: Invoke) -> None:
