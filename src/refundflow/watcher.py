@@ -237,6 +237,12 @@ def _open_for_writing(fd: int) -> bool | None:
         return writing
 
 
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    """``os.pread``, which Windows lacks; the descriptor is ours alone."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
 def _looks_complete(fd: int, size: int) -> bool:
     """Is the file not obviously unfinished? Reads the first 4 bytes and the tail only.
 
@@ -246,13 +252,13 @@ def _looks_complete(fd: int, size: int) -> bool:
     """
     if size == 0:
         return False
-    if os.pread(fd, len(_ZIP_LOCAL_HEADER), 0) != _ZIP_LOCAL_HEADER:
+    if _read_at(fd, len(_ZIP_LOCAL_HEADER), 0) != _ZIP_LOCAL_HEADER:
         return True
-    last = os.pread(fd, _ZIP_END_SIZE, max(size - _ZIP_END_SIZE, 0))
+    last = _read_at(fd, _ZIP_END_SIZE, max(size - _ZIP_END_SIZE, 0))
     if last[:4] == _ZIP_END_RECORD and len(last) == _ZIP_END_SIZE and last[20:] == b"\0\0":
         return True  # the usual case: an end record with no comment
     span = min(size, _ZIP_END_SIZE + _ZIP_MAX_COMMENT)
-    tail = os.pread(fd, span, size - span)
+    tail = _read_at(fd, span, size - span)
     at = tail.rfind(_ZIP_END_RECORD)
     while at >= 0:
         record_end = at + _ZIP_END_SIZE + int.from_bytes(tail[at + 20 : at + 22], "little")
