@@ -807,6 +807,22 @@ def test_file_renamed_into_place_is_routed_without_stability_wait(
     assert recorder.calls == [("form.xlsx", data)]
 
 
+def test_excel_save_temporary_without_suffix_still_waits_for_stability(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher = make(inbox, recorder, stable_seconds=30.0)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)
+        (inbox / "6F2A1B00").write_bytes(workbook())  # Excel's temporary, closed
+        (inbox / "form.xlsx").write_bytes(workbook())  # closed after it: its event comes later
+        assert wait_until(lambda: recorder.count() >= 1, timeout=TIMEOUT)
+        seen_at = scans()
+        assert wait_until(lambda: scans() >= seen_at + 2 or recorder.count() > 1)
+        assert recorder.names == ["form.xlsx"]
+        assert watcher.pending() == ["6F2A1B00"]  # Excel renames it over the form in a moment
+
+
 def test_closed_file_still_waits_for_its_office_owner_file(
     inbox: Path,
     recorder: Recorder,

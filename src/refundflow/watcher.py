@@ -268,6 +268,16 @@ def _looks_complete(fd: int, size: int) -> bool:
     return False
 
 
+def _named_like_a_document(name: str) -> bool:
+    """May a close or rename event alone say this file is done? Only for names with a suffix.
+
+    Excel saves by writing a temporary with a bare 8-character name (``6F2A1B00``), closing
+    it, and renaming it over the form a moment later: handed over on its close, it would be
+    taken from under Excel. Such names keep the stability wait.
+    """
+    return bool(Path(name).suffix)
+
+
 def _nobody_writing(path: Path, st: os.stat_result) -> bool:
     """Does the kernel say that nobody has the regular file ``st`` open for writing?"""
     try:
@@ -608,7 +618,7 @@ class InboxWatcher:
                     sig=sig, changed_at=now, due=now + self.stable_seconds, settled=bool(old)
                 )
                 self._seen[name] = seen
-            if name in closed:
+            if name in closed and _named_like_a_document(name):
                 seen.settled = True
             if not _regular(st):
                 # Links, hard links, folders, FIFOs, devices: never opened here, never waited
@@ -618,7 +628,12 @@ class InboxWatcher:
                     continue
                 ready.append((False, seen.changed_at, name))
                 continue
-            if not seen.settled and self._startup_pass and _nobody_writing(self.inbox / name, st):
+            if (
+                not seen.settled
+                and self._startup_pass
+                and _named_like_a_document(name)
+                and _nobody_writing(self.inbox / name, st)
+            ):
                 seen.settled = True  # closed before our observer could see it close
             if not seen.settled and now - seen.changed_at < self.stable_seconds:
                 seen.due = min(seen.changed_at + self.stable_seconds, now + self._tick)
