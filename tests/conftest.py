@@ -97,15 +97,19 @@ def set_roster(
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """An initialised workspace with a roster whose files count as stable at once."""
+    """An initialised workspace with a roster, whose files count as stable and complete at once.
+
+    Tests about waiting for files still being written set their own values; the others drop
+    whole files, and truncated workbooks among them are to be answered, not waited for.
+    """
     workspace = tmp_path / "ws"
     result = CliRunner().invoke(cli, ["init", "--root", str(workspace)])
     assert result.exit_code == 0, result.output
     config = workspace / "refundflow.toml"
-    config.write_text(
-        config.read_text(encoding="utf-8").replace("# stable_seconds = 2", "stable_seconds = 0"),
-        encoding="utf-8",
-    )
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("# stable_seconds = 2", "stable_seconds = 0")
+    text = text.replace("# incomplete_seconds = 60", "incomplete_seconds = 0")
+    config.write_text(text, encoding="utf-8")
     set_roster(workspace, ROSTER)
     return workspace
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -110,6 +114,40 @@ def test_status_shows_who_each_form_waits_on_and_what_is_late(root: Path, run: I
     late = run("status", now="2026-11-24 09:01").output.splitlines()
     assert late[1].endswith("逾期") and late[2].endswith("正常")
     assert late[-1] == "共 2 张未办结,其中逾期 1 张"
+
+
+def test_status_lists_inbox_files_that_will_not_be_processed(root: Path, run: Invoke) -> None:
+    drop(root, ".退款单.xlsx", make_form())  # hidden: ignored for ever
+    drop(root, ".gitkeep", b"")  # the workspace's own: not stuck
+    assert run("status").output.splitlines() == [
+        "没有未办结的退款单",
+        "收件箱中无法处理的文件(1 个):",
+        "  .退款单.xlsx:文件名以“.”开头,会被当作隐藏文件,永远不会被处理;"
+        "请把文件改名,去掉开头的“.”后再放入 inbox",
+    ]
+    drop(root, "a.xlsx", make_form())
+    run("process")
+    lines = run("status").output.splitlines()
+    assert lines[-3:-1] == ["共 1 张未办结,其中逾期 0 张", "收件箱中无法处理的文件(1 个):"]
+
+
+def test_process_does_not_wait_for_files_last_changed_long_ago(root: Path) -> None:
+    config = root / "refundflow.toml"
+    text = config.read_text(encoding="utf-8").replace(
+        "\nstable_seconds = 0", "\nstable_seconds = 3600"
+    )
+    config.write_text(text, encoding="utf-8")
+    path = drop(root, "a.xlsx", make_form())
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+    # A real process with a timeout: the old rule started the stability clock when process
+    # first saw the file, and would have waited the full hour.
+    command = [sys.executable, "-m", "refundflow.cli", "--now", "2026-11-23 09:10"]
+    result = subprocess.run(
+        [*command, "process", "--root", str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[已流转] a.xlsx: TKD20261123-001 → 技术部(待技术部核实)\n"
 
 
 def test_form_filled_late_is_visible_in_its_history(root: Path, run: Invoke) -> None:

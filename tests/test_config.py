@@ -22,6 +22,12 @@ def test_default_config_text_parses_to_the_defaults() -> None:
     assert config.folders["tech"] == "tech"
 
 
+def test_incomplete_seconds_defaults_to_a_minute_and_is_read(tmp_path: Path) -> None:
+    assert load_config(tmp_path).incomplete_seconds == 60.0
+    (tmp_path / "refundflow.toml").write_text("[watch]\nincomplete_seconds = 5\n", "utf-8")
+    assert load_config(tmp_path).incomplete_seconds == 5.0
+
+
 def test_missing_file_means_defaults(tmp_path: Path) -> None:
     assert load_config(tmp_path).banks == Config().banks
 
@@ -96,6 +102,9 @@ def test_open_roles_are_those_without_names() -> None:
             "[watch]\nstable_seconds = inf\n", "watch.stable_seconds", id="infinite-delay"
         ),
         pytest.param("[watch]\nrescan_seconds = nan\n", "watch.rescan_seconds", id="nan-rescan"),
+        pytest.param(
+            "[watch]\nincomplete_seconds = -1\n", "watch.incomplete_seconds", id="negative-wait"
+        ),
         pytest.param("[limits\n", "refundflow.toml", id="not-toml"),
     ],
 )

@@ -304,6 +304,46 @@ def test_handles_slow_write(root: Path, tmp_path: Path) -> None:
         assert not any("[已拒收]" in line for line in reports)
 
 
+def set_incomplete_seconds(root: Path, seconds: float) -> None:
+    config = root / "refundflow.toml"
+    text = config.read_text(encoding="utf-8")
+    assert "\nincomplete_seconds = 0" in text
+    config.write_text(
+        text.replace("\nincomplete_seconds = 0", f"\nincomplete_seconds = {seconds}"),
+        encoding="utf-8",
+    )
+
+
+def test_paused_writer_is_waited_for_not_rejected(root: Path, tmp_path: Path) -> None:
+    set_stable_seconds(root, SLOW_STABLE)
+    set_incomplete_seconds(root, 60)
+    inbox = root / "inbox"
+    rejected = root / "outbox" / "rejected"
+    data = make_form()
+    with watching(root, tmp_path) as watch:
+        with (inbox / "form.xlsx").open("wb") as stream:
+            stream.write(data[:5000])
+            stream.flush()
+            time.sleep(SLOW_STABLE * 4)  # the writer pauses far beyond stable_seconds
+            assert files(rejected) == [], watch.describe()
+            assert files(inbox) == ["form.xlsx"], watch.describe()
+            stream.write(data[5000:])
+        assert wait_until(lambda: files(inbox) == []), watch.describe()
+        assert files(root / "outbox" / "tech") == [FILE], watch.describe()
+        assert files(rejected) == [], watch.describe()
+        assert watch.reports_when(1) == [f"[已流转] form.xlsx: {FORM} → 技术部(待技术部核实)"]
+
+
+def test_closed_file_is_routed_long_before_stable_seconds(root: Path, tmp_path: Path) -> None:
+    set_stable_seconds(root, 30)
+    with watching(root, tmp_path) as watch:
+        (root / "inbox" / "form.xlsx").write_bytes(make_form())  # written in place, closed
+        assert wait_until(lambda: files(root / "outbox" / "tech") == [FILE], timeout=15), (
+            watch.describe()
+        )
+        assert watch.reports_when(1) == [f"[已流转] form.xlsx: {FORM} → 技术部(待技术部核实)"]
+
+
 def test_handles_write_temp_then_rename(root: Path, tmp_path: Path) -> None:
     set_stable_seconds(root, SLOW_STABLE)
     inbox = root / "inbox"

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import itertools
 import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +23,14 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from refundflow import watcher as watcher_mod
-from refundflow.watcher import InboxWatcher, detect_network_fs, is_junk, owner_file_present
+from refundflow.watcher import (
+    InboxWatcher,
+    StuckEntry,
+    detect_network_fs,
+    is_junk,
+    owner_file_present,
+    stuck_entries,
+)
 
 from conftest import wait_until
 
@@ -391,6 +405,10 @@ def test_waits_while_writer_holds_exclusive_lock(
             assert wait_until(lambda: logged(caplog, "'form.xlsx' 暂时无法读取"))
             assert recorder.count() == 0
             fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+            # unlocked but still open for writing: waited for, not handed over
+            assert wait_until(lambda: logged(caplog, "'form.xlsx' 仍被其他程序以写入方式打开"))
+            assert recorder.count() == 0
+            stream.close()
             assert wait_until(lambda: recorder.count() >= 1)
     assert recorder.calls == [("form.xlsx", b"locked content")]
 
@@ -398,8 +416,9 @@ def test_waits_while_writer_holds_exclusive_lock(
 def test_file_deleted_before_stable_is_forgotten(inbox: Path, recorder: Recorder) -> None:
     frozen = FakeClock()  # time never passes for stability: nothing can become ready
     watcher = make(inbox, recorder, clock=frozen)
-    with running(watcher):
-        (inbox / "form.xlsx").write_bytes(b"x")
+    with running(watcher), (inbox / "form.xlsx").open("wb") as writer:
+        writer.write(b"x")  # and the writer never closes it: no close event either
+        writer.flush()
         assert wait_until(lambda: watcher.pending() == ["form.xlsx"])
         (inbox / "form.xlsx").unlink()
         assert wait_until(lambda: watcher.pending() == [])
@@ -584,7 +603,7 @@ def test_falls_back_to_polling_when_inotify_is_unavailable(
     def exhausted() -> BaseObserver:
         raise OSError(24, "inotify instance limit reached")
 
-    monkeypatch.setattr(watcher_mod, "Observer", exhausted)
+    monkeypatch.setattr(watcher_mod, "_native_observer", exhausted)
     started = observers_started(monkeypatch)
     watcher = make(inbox, recorder)
     scans = count_scans(monkeypatch, watcher)
@@ -593,3 +612,425 @@ def test_falls_back_to_polling_when_inotify_is_unavailable(
         (inbox / "form.xlsx").write_bytes(b"form")
         assert wait_until(lambda: recorder.count() >= 1)
     assert isinstance(started[0], PollingObserver)
+
+
+# ---------------------------------------------------------------- files still being written
+
+
+def workbook(*, comment: bytes = b"") -> bytes:
+    """A zip like every xlsx: local entries first, the end-of-central-directory record last."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>" + "x" * 20_000)
+        zf.writestr("xl/workbook.xml", os.urandom(30_000))  # incompressible: a long file
+        zf.comment = comment
+    return out.getvalue()
+
+
+def waiting_for(caplog: pytest.LogCaptureFixture, name: str) -> bool:
+    return logged(caplog, f"{name!r} 仍被其他程序以写入方式打开") or logged(
+        caplog, f"{name!r} 内容还不完整"
+    )
+
+
+@pytest.mark.parametrize(
+    "writer_visible",
+    [
+        pytest.param(True, id="open-for-writing-seen-by-lease"),
+        pytest.param(False, id="system-cannot-tell-zip-end-missing"),
+    ],
+)
+def test_paused_writer_is_waited_for_not_rejected(
+    inbox: Path,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    writer_visible: bool,
+) -> None:
+    caplog.set_level(logging.INFO, logger="refundflow.watcher")
+    if not writer_visible:  # e.g. the watcher does not own the file: no lease, EACCES
+        monkeypatch.setattr(watcher_mod, "_open_for_writing", lambda fd: None)
+    data = workbook()
+    with running(make(inbox, recorder, incomplete_seconds=60.0)):
+        with (inbox / "form.xlsx").open("wb") as stream:
+            stream.write(data[:5000])
+            stream.flush()
+            # The writer pauses; the watcher sees the file stable for stable_seconds, then waits.
+            assert wait_until(lambda: waiting_for(caplog, "form.xlsx") or recorder.count() > 0)
+            assert recorder.count() == 0, "a half-written file was handed over"
+            stream.write(data[5000:])
+        assert wait_until(lambda: recorder.count() >= 1)
+    assert recorder.calls == [("form.xlsx", data)]
+
+
+LEASE_BREAK = """
+import fcntl, os, subprocess, sys
+from refundflow.watcher import _read_lease
+
+fd = os.open(sys.argv[1], os.O_RDONLY)
+with _read_lease(fd) as writing:
+    assert writing is False, writing
+    # A writer opens the file while we hold the lease: its open waits, and we are told.
+    writer = subprocess.Popen([sys.executable, "-c", f"open({sys.argv[1]!r}, 'ab').close()"])
+    while fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK:
+        pass  # the lease break (and its signal) has not come yet
+assert writer.wait(timeout=30) == 0
+print("still running")
+"""
+
+
+def test_writer_opening_the_file_during_the_lease_check_does_not_kill_the_watcher(
+    tmp_path: Path,
+) -> None:
+    form = tmp_path / "form.xlsx"
+    form.write_bytes(workbook())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    checker = subprocess.run(
+        [sys.executable, "-c", LEASE_BREAK, str(form)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (checker.returncode, checker.stdout) == (0, "still running\n"), checker.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "waited"),
+    [
+        pytest.param(b"", True, id="empty"),
+        pytest.param(workbook()[:5000], True, id="zip-without-end-record"),
+        pytest.param(workbook()[:-1], True, id="zip-end-record-cut-short"),
+        pytest.param(workbook(), False, id="whole-zip"),
+        pytest.param(workbook(comment=b"saved by WPS"), False, id="whole-zip-with-comment"),
+        pytest.param(b"\xd0\xcf\x11\xe0 an old .xls", False, id="not-a-zip-cannot-tell"),
+    ],
+)
+def test_incomplete_file_is_handed_over_only_after_incomplete_seconds(
+    inbox: Path, recorder: Recorder, data: bytes, waited: bool
+) -> None:
+    clock = FakeClock()
+    watcher = make(inbox, recorder, stable_seconds=0.0, incomplete_seconds=5.0, clock=clock)
+    form = inbox / "form.xlsx"
+    form.write_bytes(data)
+    if waited:
+        assert watcher.scan_once() == []
+        clock.advance(4.9)
+        assert watcher.scan_once() == []
+        clock.advance(0.1)
+    assert watcher.scan_once() == [form]  # then the handler answers it as damaged
+
+
+def test_incomplete_wait_restarts_when_the_file_grows(inbox: Path, recorder: Recorder) -> None:
+    clock = FakeClock()
+    watcher = make(inbox, recorder, stable_seconds=0.0, incomplete_seconds=5.0, clock=clock)
+    form = inbox / "form.xlsx"
+    data = workbook()
+    form.write_bytes(data[:5000])
+    assert watcher.scan_once() == []
+    clock.advance(4.0)
+    form.write_bytes(data[:9000])  # still arriving: the writer is slow, not gone
+    assert watcher.scan_once() == []
+    clock.advance(4.0)
+    assert watcher.scan_once() == []
+    clock.advance(1.0)
+    assert watcher.scan_once() == [form]
+
+
+# ---------------------------------------------------------------- knowing sooner
+
+
+def test_closed_file_is_routed_without_stability_wait(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = workbook()
+    watcher = make(inbox, recorder, stable_seconds=30.0)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)  # watching: the observer started first
+        with (inbox / "form.xlsx").open("wb") as stream:
+            stream.write(data)
+        # long before stable_seconds: the kernel said the writer closed it
+        assert wait_until(lambda: recorder.count() >= 1, timeout=TIMEOUT)
+    assert recorder.calls == [("form.xlsx", data)]
+
+
+@pytest.mark.parametrize(
+    "system_can_tell",
+    [
+        pytest.param(True, id="nobody-has-it-open-for-writing"),
+        pytest.param(False, id="cannot-tell-so-stability-wait"),
+    ],
+)
+def test_file_closed_before_the_watcher_started_is_routed_at_startup(
+    inbox: Path,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    system_can_tell: bool,
+) -> None:
+    if not system_can_tell:
+        monkeypatch.setattr(watcher_mod, "_open_for_writing", lambda fd: None)
+    (inbox / "form.xlsx").write_bytes(workbook())  # closed before any observer could see it
+    watcher = make(inbox, recorder, stable_seconds=30.0)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        if system_can_tell:
+            assert wait_until(lambda: recorder.count() >= 1, timeout=TIMEOUT)
+        else:
+            assert wait_until(lambda: scans() >= 2)
+            assert recorder.count() == 0
+            assert watcher.pending() == ["form.xlsx"]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("inbox", id="from-a-temporary-in-the-inbox"),
+        pytest.param("elsewhere", id="from-another-folder"),
+    ],
+)
+def test_file_renamed_into_place_is_routed_without_stability_wait(
+    inbox: Path, recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    data = workbook()
+    folder = inbox if where == "inbox" else tmp_path / "staging"
+    folder.mkdir(exist_ok=True)
+    temp = folder / ".form.xlsx.part"
+    watcher = make(inbox, recorder, stable_seconds=30.0)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)
+        temp.write_bytes(data)
+        os.rename(temp, inbox / "form.xlsx")
+        assert wait_until(lambda: recorder.count() >= 1, timeout=TIMEOUT)
+    assert recorder.calls == [("form.xlsx", data)]
+
+
+def test_excel_save_temporary_without_suffix_still_waits_for_stability(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher = make(inbox, recorder, stable_seconds=30.0)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)
+        (inbox / "6F2A1B00").write_bytes(workbook())  # Excel's temporary, closed
+        (inbox / "form.xlsx").write_bytes(workbook())  # closed after it: its event comes later
+        assert wait_until(lambda: recorder.count() >= 1, timeout=TIMEOUT)
+        seen_at = scans()
+        assert wait_until(lambda: scans() >= seen_at + 2 or recorder.count() > 1)
+        assert recorder.names == ["form.xlsx"]
+        assert watcher.pending() == ["6F2A1B00"]  # Excel renames it over the form in a moment
+
+
+def test_closed_file_still_waits_for_its_office_owner_file(
+    inbox: Path,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="refundflow.watcher")
+    (inbox / "~$form.xlsx").write_bytes(b"owner")
+    watcher = make(inbox, recorder, stable_seconds=30.0)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)
+        (inbox / "form.xlsx").write_bytes(workbook())
+        assert wait_until(lambda: logged(caplog, "'form.xlsx' 正被 Office 程序打开"))
+        assert recorder.count() == 0
+        (inbox / "~$form.xlsx").unlink()
+        assert wait_until(lambda: recorder.count() >= 1, timeout=TIMEOUT)
+
+
+def test_polling_mode_keeps_the_stability_wait(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    original = watcher_mod._WakeHandler.on_any_event
+
+    def recording(self: watcher_mod._WakeHandler, event: watcher_mod.FileSystemEvent) -> None:
+        events.append(os.fsdecode(event.dest_path or event.src_path))
+        original(self, event)
+
+    monkeypatch.setattr(watcher_mod._WakeHandler, "on_any_event", recording)
+    watcher = make(inbox, recorder, stable_seconds=30.0, polling=0.05)
+    scans = count_scans(monkeypatch, watcher)
+    with running(watcher):
+        assert wait_until(lambda: scans() >= 1)
+        (inbox / ".form.xlsx.part").write_bytes(workbook())
+        assert wait_until(lambda: str(inbox / ".form.xlsx.part") in events)  # polling started
+        os.rename(inbox / ".form.xlsx.part", inbox / "form.xlsx")
+        # The poller reports the rename (a guess from two listings): no proof of a close.
+        assert wait_until(lambda: str(inbox / "form.xlsx") in events)
+        seen_at = scans()
+        assert wait_until(lambda: scans() >= seen_at + 2)
+        assert recorder.count() == 0
+        assert watcher.pending() == ["form.xlsx"]
+
+
+def test_file_last_changed_long_ago_is_ready_at_first_sight(
+    inbox: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = inbox / "old.xlsx"
+    old.write_bytes(workbook())
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    (inbox / "new.xlsx").write_bytes(workbook())
+    frozen = FakeClock()  # no stability time passes: only the mtime can say "settled"
+    assert make(inbox, recorder, stable_seconds=2.0, clock=frozen).scan_once() == [old]
+    # On a network share the mtime comes from another machine's clock: not trusted.
+    monkeypatch.setattr(watcher_mod, "detect_network_fs", lambda path: True)
+    assert make(inbox, recorder, stable_seconds=2.0, clock=frozen).scan_once() == []
+
+
+# ---------------------------------------------------------------- entries that are not plain files
+
+
+def _symlink_to_secret(inbox: Path, name: str) -> None:
+    secret = inbox.parent / "secret.txt"
+    secret.write_bytes(b"root's secret")
+    (inbox / name).symlink_to(secret)
+
+
+def _hard_link(inbox: Path, name: str) -> None:
+    elsewhere = inbox.parent / "elsewhere.xlsx"
+    elsewhere.write_bytes(workbook())
+    os.link(elsewhere, inbox / name)
+
+
+def _socket(inbox: Path, name: str) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(inbox / name))
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    "create",
+    [
+        pytest.param(_symlink_to_secret, id="symlink"),
+        pytest.param(lambda inbox, name: (inbox / name).symlink_to("missing"), id="dangling-link"),
+        pytest.param(_hard_link, id="hard-link"),
+        pytest.param(lambda inbox, name: (inbox / name).mkdir(), id="directory"),
+        pytest.param(lambda inbox, name: os.mkfifo(inbox / name), id="fifo"),
+        pytest.param(_socket, id="socket"),
+    ],
+)
+def test_entry_that_is_not_a_plain_file_is_handed_over_at_once_unopened(
+    inbox: Path,
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+    create: Callable[[Path, str], None],
+) -> None:
+    create(inbox, "x.xlsx")
+    opened: list[str] = []
+    real_open = os.open
+
+    def spying_open(path: object, *args: object, **kwargs: object) -> int:
+        opened.append(os.fsdecode(path))  # type: ignore[arg-type]
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", spying_open)
+    frozen = FakeClock()  # stable_seconds never pass: a plain file could not be ready
+    watcher = make(inbox, recorder, stable_seconds=30.0, clock=frozen)
+    assert watcher.scan_once() == [inbox / "x.xlsx"]
+    assert opened == []
+
+
+def test_fifo_in_inbox_does_not_block_the_watcher(inbox: Path, recorder: Recorder) -> None:
+    handed: list[tuple[str, bool]] = []
+
+    def processor(path: Path) -> None:
+        """Like the processor: answers what is not a plain file and removes it, unread."""
+        st = os.lstat(path)
+        handed.append((path.name, stat.S_ISFIFO(st.st_mode)))
+        if stat.S_ISFIFO(st.st_mode):
+            path.unlink()
+        else:
+            recorder(path)
+
+    os.mkfifo(inbox / "pipe.xlsx")
+    with running(make(inbox, processor)):
+        (inbox / "form.xlsx").write_bytes(b"form")
+        assert wait_until(lambda: recorder.count() >= 1)
+        assert wait_until(lambda: not any(inbox.iterdir()))
+    assert sorted(handed) == [("form.xlsx", False), ("pipe.xlsx", True)]
+
+
+def test_fifo_swapped_in_after_lstat_is_not_opened_blocking(
+    inbox: Path, recorder: Recorder
+) -> None:
+    form = inbox / "form.xlsx"
+    form.write_bytes(workbook())
+    watcher = make(inbox, recorder, stable_seconds=0.0)
+    real_scandir = os.scandir
+
+    def swap_after_listing(path: Path) -> object:
+        listing = real_scandir(path)  # lstat'ed as a regular file by the watcher...
+        entries = list(listing)
+        listing.close()
+        for entry in entries:
+            entry.stat(follow_symlinks=False)  # (DirEntry caches its lstat)
+        form.unlink()  # ...then replaced by a FIFO that nobody will ever write to
+        os.mkfifo(form)
+        return _Listing(entries)
+
+    original = os.scandir
+    try:
+        os.scandir = swap_after_listing  # type: ignore[assignment]
+        assert watcher.scan_once() == []  # returns at once: opened O_NONBLOCK, seen changed
+    finally:
+        os.scandir = original
+    assert watcher.scan_once() == [form]  # now handed over as what it is: a FIFO
+
+
+class _Listing:
+    def __init__(self, entries: list[os.DirEntry[str]]) -> None:
+        self._entries = entries
+
+    def __enter__(self) -> list[os.DirEntry[str]]:
+        return self._entries
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- stuck in the inbox
+
+
+def test_hidden_unreadable_and_odd_entries_are_listed_as_stuck(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (".退款单.xlsx", "~$held.xlsx", "held.xlsx", "noread.xlsx", "fine.xlsx"):
+        (inbox / name).write_bytes(b"x")
+    for name in (".~lock.a.xlsx#", ".DS_Store", ".gitkeep", ".a.xlsx.123.taking", ".b.part"):
+        (inbox / name).write_bytes(b"not stuck: someone's working file")
+    (inbox / "子文件夹").mkdir()
+    real_open = os.open
+
+    def no_permission(path: object, *args: object, **kwargs: object) -> int:
+        if os.fsdecode(path).endswith("noread.xlsx"):  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied")  # root reads anything: simulate
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_permission)
+    assert stuck_entries(inbox) == [
+        StuckEntry(
+            ".退款单.xlsx",
+            "文件名以“.”开头,会被当作隐藏文件,永远不会被处理;请把文件改名,去掉开头的“.”后再放入 inbox",
+        ),
+        StuckEntry(
+            "held.xlsx",
+            "存在 Office 锁定文件 ~$held.xlsx,表示文件正在 Excel/WPS/LibreOffice 中打开;"
+            "请关闭该文件;如果确认没有人打开它,请删除这个锁定文件",
+        ),
+        StuckEntry(
+            "noread.xlsx",
+            "无法打开文件(Permission denied),可能没有读取权限;"
+            "请检查文件权限,或把文件重新保存一份后放入 inbox",
+        ),
+        StuckEntry(
+            "子文件夹",
+            "这是文件夹,不是普通文件,不会被读取;运行中的 refundflow watch 会把它退回到 "
+            "outbox/rejected;请把表单文件本身(不是链接或文件夹)直接放入 inbox",
+        ),
+    ]

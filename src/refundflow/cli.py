@@ -28,9 +28,9 @@ from .ledgercheck import open_ledger
 from .processor import Outcome, Processor, Result
 from .routing import STEP_NAMES, Step
 from .sandbox import ParserPool
-from .status import form_status, open_forms, roster_warning
+from .status import FormStatus, form_status, open_forms, roster_warning
 from .templates import write_templates
-from .watcher import InboxWatcher
+from .watcher import InboxWatcher, stuck_entries
 from .workspace import Workspace, WorkspaceLock, init_workspace
 
 log = logging.getLogger("refundflow")
@@ -218,9 +218,14 @@ def process(obj: dict[str, Any], root: Path) -> None:
                 _handler(processor, failures),
                 stable_seconds=workspace.config.stable_seconds,
                 rescan_seconds=workspace.config.rescan_seconds,
+                incomplete_seconds=workspace.config.incomplete_seconds,
             )
+            config = workspace.config
+            # Long enough for a file still being written to be waited for, then answered.
+            settle = config.stable_seconds + config.incomplete_seconds
             watcher.drain(
-                timeout=max(60.0, workspace.config.stable_seconds * 10), give_up_on_failure=True
+                timeout=max(60.0, config.stable_seconds * 10, settle + 5.0),
+                give_up_on_failure=True,
             )
             waiting = [name for name in watcher.pending() if name not in failures]
             pending = processor.pending_deliveries()
@@ -271,6 +276,7 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
                 handle_one,
                 stable_seconds=workspace.config.stable_seconds,
                 rescan_seconds=workspace.config.rescan_seconds,
+                incomplete_seconds=workspace.config.incomplete_seconds,
                 polling=polling,
             )
             retrying = threading.Thread(
@@ -374,7 +380,16 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
             click.echo(f"  {_relative(Path(delivery.dest), workspace.root)}")
     if not forms:
         click.echo("没有未办结的退款单")
-        return
+    else:
+        _forms_table(forms)
+    stuck = stuck_entries(workspace.inbox)
+    if stuck:
+        click.echo(f"收件箱中无法处理的文件({len(stuck)} 个):")
+        for entry in stuck:
+            click.echo(f"  {entry.name}:{entry.cause}")
+
+
+def _forms_table(forms: list[FormStatus]) -> None:
     rows = [["编号", "订单号", "金额", "环节", "等待", "自", "期限", "状态"]]
     for f in forms:
         rows.append(

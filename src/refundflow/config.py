@@ -121,6 +121,7 @@ class Config:
     holidays: tuple[dt.date, ...] = ()  # extra days off
     stable_seconds: float = 2.0
     rescan_seconds: float = 60.0
+    incomplete_seconds: float = 60.0  # longest wait for a file still being written
     ledger: str = "refundsheets/ledger.sqlite3"
     parse_timeout_seconds: float = 20.0
     parse_memory_mb: int = 1024
@@ -323,6 +324,10 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         )
     if "rescan_seconds" in watch:
         kwargs["rescan_seconds"] = number("watch.rescan_seconds", watch["rescan_seconds"])
+    if "incomplete_seconds" in watch:
+        kwargs["incomplete_seconds"] = number(
+            "watch.incomplete_seconds", watch["incomplete_seconds"], or_equal=True
+        )
     if "ledger" in data:
         if not isinstance(data["ledger"], str) or not data["ledger"].strip():
             raise fail("ledger", "应为账本文件的路径")
@@ -405,6 +410,7 @@ DEFAULT_CONFIG_TEXT = """\
 [watch]
 # stable_seconds = 2         # 文件大小和修改时间保持不变多少秒后才处理
 # rescan_seconds = 60        # 定期全量扫描的间隔
+# incomplete_seconds = 60    # 仍在写入或不完整的文件,最后变动后最多等待多少秒再按损坏退回
 
 # 解析不可信文件的限制 (limits for parsing untrusted files in a child process)
 [parse]
