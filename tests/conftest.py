@@ -102,10 +102,9 @@ def root(tmp_path: Path) -> Path:
     result = CliRunner().invoke(cli, ["init", "--root", str(workspace)])
     assert result.exit_code == 0, result.output
     config = workspace / "refundflow.toml"
-    config.write_text(
-        config.read_text(encoding="utf-8").replace("# stable_seconds = 2", "stable_seconds = 0"),
-        encoding="utf-8",
-    )
+    text = config.read_text(encoding="utf-8").replace("# stable_seconds = 2", "stable_seconds = 0")
+    # The watcher's own handover sheet follows the real clock: tests that want it turn it on.
+    config.write_text(text.replace("# auto = true", "auto = false"), encoding="utf-8")
     set_roster(workspace, ROSTER)
     return workspace
 

@@ -12,6 +12,8 @@ import sqlite3
 from pathlib import Path
 
 from .archive import RECEIVED, parse_archive_name
+from .breaches import restore_after_rebuild
+from .ledger import Ledger
 from .processor import Processor
 from .sandbox import ParserPool
 from .workspace import Workspace
@@ -49,11 +51,19 @@ def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | No
     # replay() passes each file's own arrival time; the clock is never read while rebuilding.
     processor = Processor(workspace, clock=dt.datetime.now, pool=pool, deliver=False)
     count = 0
+    last: dt.datetime | None = None
     try:
         for at, name, path in archived_receipts(workspace.sheets):
             processor.replay(path, at, name)
             count += 1
+            last = at
     finally:
         processor.close()
+    if last is not None:
+        ledger = Ledger(ledger_path)
+        try:
+            restore_after_rebuild(ledger, workspace.config, now=last, backup=backup)
+        finally:
+            ledger.close()
     log.info("rebuilt %s from %d archived files", ledger_path, count)
     return backup, count

@@ -1,0 +1,82 @@
+"""What runs besides processing files: the breach check and its alerts, the status board, and
+the shift handover sheet due before a shift ends.
+
+``process`` runs it once after its pass; ``watch`` after every processed file and on every
+periodic pass. None of it may stop the watcher: a failure is logged and tried again on the
+next pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .alerts import send_alerts
+from .board import StatusBoard
+from .breaches import BreachChecker
+from .ledger import BreachRow, Ledger
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class Upkeep:
+    def __init__(self, workspace: Workspace, ledger: Ledger) -> None:
+        from .handover import HandoverWriter  # openpyxl is loaded only by those who use it
+
+        self._workspace = workspace
+        self._ledger = ledger
+        self._checker = BreachChecker(ledger, workspace.config)
+        self.board = StatusBoard(workspace)
+        self.handover = HandoverWriter(workspace)
+
+    def after_change(self, now: dt.datetime) -> list[BreachRow]:
+        """After a processed file, or once after ``process``: breaches, alerts, board."""
+        new: list[BreachRow] = []
+        try:
+            new = self._checker.check(now)
+            send_alerts(self._ledger, self._workspace.config, now=now)
+        except Exception:
+            log.exception("checking time limits failed; trying again on the next pass")
+        try:
+            self.board.update(self._ledger, now=now)
+        except Exception:
+            log.exception("writing the status board failed; trying again on the next pass")
+        return new
+
+    def periodic(self, now: dt.datetime) -> Path | None:
+        """The watcher's periodic pass: the same, and the handover sheet when one is due."""
+        self.after_change(now)
+        try:
+            return self.handover.write_due(self._ledger, now=now)
+        except Exception:
+            log.exception("writing the handover sheet failed; trying again on the next pass")
+            return None
+
+
+def keep_up(
+    upkeep: Upkeep,
+    *,
+    clock: Callable[[], dt.datetime],
+    busy: threading.Lock,
+    stop: threading.Event,
+    changed: threading.Event,
+    every: float,
+) -> None:
+    """The watcher's upkeep thread: a pass after files were processed, and every ``every``.
+
+    Files processed in a burst share one pass, so the board never slows the watcher down.
+    """
+    while not stop.is_set():
+        woken = changed.wait(every)
+        if stop.is_set():
+            return
+        changed.clear()
+        with busy:
+            if woken:
+                upkeep.after_change(clock())
+            else:
+                upkeep.periodic(clock())
