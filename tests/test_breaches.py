@@ -194,3 +194,48 @@ def test_watch_upkeep_finds_a_breach_without_any_file_arriving(root: Path, run: 
         ]
     finally:
         ledger.close()
+
+
+class CountingUpkeep:
+    """Stands in for Upkeep: counts the passes keep_up asks for."""
+
+    def __init__(self) -> None:
+        self.after = 0
+        self.periodic_passes = 0
+
+    def after_change(self, now: dt.datetime) -> list[object]:
+        self.after += 1
+        return []
+
+    def periodic(self, now: dt.datetime) -> None:
+        self.periodic_passes += 1
+
+
+def test_periodic_pass_runs_while_files_keep_arriving() -> None:
+    """A busy inbox must not starve the periodic pass that writes the handover sheet."""
+    upkeep = CountingUpkeep()
+    stop, changed, busy = threading.Event(), threading.Event(), threading.Lock()
+    thread = threading.Thread(
+        target=keep_up,
+        args=(upkeep,),
+        kwargs={
+            "clock": lambda: dt.datetime(2026, 11, 23, 16, 40),
+            "busy": busy,
+            "stop": stop,
+            "changed": changed,
+            "every": 0.2,
+        },
+    )
+    thread.start()
+    try:
+
+        def file_arrives_and_check() -> bool:
+            changed.set()  # a file was processed, again and again
+            return upkeep.periodic_passes >= 2
+
+        assert wait_until(file_arrives_and_check)
+        assert upkeep.after > 0
+    finally:
+        stop.set()
+        changed.set()
+        thread.join()

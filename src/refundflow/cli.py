@@ -284,7 +284,8 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
             )
             retrying.start()
             upkeep = Upkeep(workspace, processor.ledger)
-            upkeep.periodic(obj["clock"]())  # the board and late work as of start-up
+            with busy:
+                upkeep.periodic(obj["clock"]())  # the board and late work as of start-up
             keeping = threading.Thread(
                 target=keep_up,
                 args=(upkeep,),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,14 +70,18 @@ def keep_up(
     """The watcher's upkeep thread: a pass after files were processed, and every ``every``.
 
     Files processed in a burst share one pass, so the board never slows the watcher down.
+    The periodic pass (which also writes the handover sheet) runs on time even while files
+    keep arriving.
     """
+    due = time.monotonic() + every
     while not stop.is_set():
-        woken = changed.wait(every)
+        changed.wait(max(0.0, due - time.monotonic()))
         if stop.is_set():
             return
         changed.clear()
         with busy:
-            if woken:
-                upkeep.after_change(clock())
-            else:
+            if time.monotonic() >= due:
                 upkeep.periodic(clock())
+                due = time.monotonic() + every
+            else:
+                upkeep.after_change(clock())
