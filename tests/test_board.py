@@ -186,3 +186,10 @@ def test_board_says_first_which_roles_have_no_roster(root: Path, run: Invoke) ->
 def test_time_left_is_said_in_days_hours_minutes(minutes: int, text: str) -> None:
     now = dt.datetime(2026, 11, 23, 9, 0)
     assert time_left(now + dt.timedelta(minutes=minutes), now) == text
+
+
+def test_temporary_board_left_by_a_killed_run_is_removed(root: Path, run: Invoke) -> None:
+    leftover = root / "outbox" / ".状态看板.4242.tmp.xlsx"
+    leftover.write_bytes(b"half a board")
+    assert run("process").exit_code == 0
+    assert sorted(p.name for p in (root / "outbox").iterdir() if p.is_file()) == [BOARD_FILE]

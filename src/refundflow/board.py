@@ -171,6 +171,10 @@ class StatusBoard:
     def __init__(self, workspace: Workspace) -> None:
         self._workspace = workspace
         self.path = workspace.root / OUTBOX / BOARD_FILE
+        # Left by a run that was killed while writing (one writer at a time: the workspace
+        # lock), so none of them is being written now.
+        for stale in self.path.parent.glob(f".{self.path.stem}.*.tmp.xlsx"):
+            stale.unlink(missing_ok=True)
 
     def update(self, ledger: Ledger, *, now: dt.datetime) -> bool:
         """Rewrite the board; False when it could not be replaced now (a later pass will)."""

@@ -257,7 +257,10 @@ class HandoverWriter:
         content = handover_content(ledger, self._workspace.config, window, now=now)
         folder = self._workspace.outbox("cs")
         dest = next(free_names(folder / handover_file_name(window)))
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".handover-") as scratch:
+        # Written aside in refundsheets/ (same disk), never half-written in a person's folder.
+        with tempfile.TemporaryDirectory(
+            dir=self._workspace.sheets, prefix=".handover-"
+        ) as scratch:
             temp = Path(scratch) / "sheet.xlsx"
             write_handover_file(self._template(Path(scratch)), temp, content)
             os.replace(temp, dest)
