@@ -171,13 +171,12 @@ def test_watch_upkeep_finds_a_breach_without_any_file_arriving(root: Path, run: 
     )  # the 24-hour limit ends 2026-11-24 09:00
     try:
         upkeep = Upkeep(workspace, ledger)
-        stop, changed, busy = threading.Event(), threading.Event(), threading.Lock()
+        stop, changed = threading.Event(), threading.Event()
         thread = threading.Thread(
             target=keep_up,
             args=(upkeep,),
             kwargs={
                 "clock": lambda: next(moments, dt.datetime(2026, 11, 24, 9, 1)),
-                "busy": busy,
                 "stop": stop,
                 "changed": changed,
                 "every": 0.01,
@@ -214,13 +213,12 @@ class CountingUpkeep:
 def test_periodic_pass_runs_while_files_keep_arriving() -> None:
     """A busy inbox must not starve the periodic pass that writes the handover sheet."""
     upkeep = CountingUpkeep()
-    stop, changed, busy = threading.Event(), threading.Event(), threading.Lock()
+    stop, changed = threading.Event(), threading.Event()
     thread = threading.Thread(
         target=keep_up,
         args=(upkeep,),
         kwargs={
             "clock": lambda: dt.datetime(2026, 11, 23, 16, 40),
-            "busy": busy,
             "stop": stop,
             "changed": changed,
             "every": 0.2,
@@ -239,3 +237,42 @@ def test_periodic_pass_runs_while_files_keep_arriving() -> None:
         stop.set()
         changed.set()
         thread.join()
+
+
+SLOW_ALERT = """\
+import pathlib, sys, time
+started, release = map(pathlib.Path, sys.argv[1:3])
+started.touch()
+deadline = time.monotonic() + 30
+while not release.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+"""
+
+
+def test_a_slow_alert_command_does_not_hold_up_the_files(
+    root: Path, run: Invoke, tmp_path: Path
+) -> None:
+    """The command runs outside the lock the file handler needs."""
+    drop(root, "a.xlsx", make_form())
+    assert run("process", now="2026-11-23 09:10").exit_code == 0  # on time: no breach yet
+    started, release = tmp_path / "started", tmp_path / "release"
+    argv = [sys.executable, "-c", SLOW_ALERT, str(started), str(release)]
+    set_top_level(root, f"alert_command = {json.dumps(argv)}")
+    workspace = Workspace(root, load_config(root))
+    ledger = Ledger(workspace.ledger_path)
+    busy = threading.Lock()
+    try:
+        upkeep = Upkeep(workspace, ledger, busy=busy)
+        late = dt.datetime(2026, 11, 24, 9, 1)  # the 24-hour limit ended at 09:00
+        thread = threading.Thread(target=upkeep.after_change, args=(late,))
+        thread.start()
+        try:
+            assert wait_until(started.exists)
+            assert busy.acquire(timeout=10), "the file handler could take the ledger"
+            busy.release()
+        finally:
+            release.touch()
+            thread.join()
+        assert [b.alerted_at for b in breaches(ledger)] == [late]
+    finally:
+        ledger.close()

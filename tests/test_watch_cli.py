@@ -202,9 +202,12 @@ def test_form_travels_the_whole_route_with_watch_running(
 def test_watch_without_a_full_roster_warns_once_at_start(root: Path, tmp_path: Path) -> None:
     roster = {**ROSTER, "cashier": []}  # an empty list: anyone may sign the 出纳 block
     set_roster(root, roster)
+    # Reported at 09:05, so that no 填单超时 warning joins stderr while the clock runs on from
+    # NOW (09:10): only the roster warning is expected there.
+    on_time = {"reported_at": at("09:05")}
     with watching(root, tmp_path) as watch:
-        drop_whole(root, "a.xlsx", make_form())
-        drop_whole(root, "b.xlsx", other_form(1))
+        drop_whole(root, "a.xlsx", make_form(**on_time))
+        drop_whole(root, "b.xlsx", make_form(order_no="TK2026112299001", **on_time))
         assert len(watch.reports_when(2)) == 2, watch.describe()
         # Before the stop: watchdog may log at shutdown.
         assert watch.stderr.splitlines() == [

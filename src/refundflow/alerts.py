@@ -8,14 +8,13 @@ or hanging command is logged and never stops the watcher.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import subprocess
 
 from .breaches import BREACH_NAMES, BreachKind, describe
 from .config import ROLE_NAMES, Config
-from .ledger import BreachRow, Ledger, mark_alerted, unalerted_breaches
+from .ledger import BreachRow
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +70,3 @@ def run_alert(breach: BreachRow, config: Config) -> bool:
         )
         return False
     return True
-
-
-def send_alerts(ledger: Ledger, config: Config, *, now: dt.datetime) -> int:
-    """Alert every recorded breach not alerted yet, once each; how many were alerted."""
-    pending = unalerted_breaches(ledger)
-    for breach in pending:
-        run_alert(breach, config)
-        # Marked whatever the command's result: a broken command must not repeat every pass.
-        mark_alerted(ledger, breach.id, now)
-    return len(pending)

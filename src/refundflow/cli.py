@@ -283,15 +283,13 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
                 daemon=True,
             )
             retrying.start()
-            upkeep = Upkeep(workspace, processor.ledger)
-            with busy:
-                upkeep.periodic(obj["clock"]())  # the board and late work as of start-up
+            upkeep = Upkeep(workspace, processor.ledger, busy=busy)
+            upkeep.periodic(obj["clock"]())  # the board and late work as of start-up
             keeping = threading.Thread(
                 target=keep_up,
                 args=(upkeep,),
                 kwargs={
                     "clock": obj["clock"],
-                    "busy": busy,
                     "stop": stop,
                     "changed": changed,
                     "every": workspace.config.rescan_seconds,

@@ -15,31 +15,54 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .alerts import send_alerts
+from .alerts import run_alert
 from .board import StatusBoard
 from .breaches import BreachChecker
-from .ledger import BreachRow, Ledger
+from .ledger import BreachRow, Ledger, mark_alerted, unalerted_breaches
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
 class Upkeep:
-    def __init__(self, workspace: Workspace, ledger: Ledger) -> None:
+    """``busy``: the lock that guards the processor's ledger connection (watch shares it with
+    the file handler); alert commands run outside it, so a slow one never holds up a file."""
+
+    def __init__(
+        self, workspace: Workspace, ledger: Ledger, *, busy: threading.Lock | None = None
+    ) -> None:
         from .handover import HandoverWriter  # openpyxl is loaded only by those who use it
 
         self._workspace = workspace
         self._ledger = ledger
+        self._busy = busy or threading.Lock()
         self._checker = BreachChecker(ledger, workspace.config)
         self.board = StatusBoard(workspace)
         self.handover = HandoverWriter(workspace)
 
     def after_change(self, now: dt.datetime) -> list[BreachRow]:
-        """After a processed file, or once after ``process``: breaches, alerts, board."""
+        """After a processed file, or once after ``process``: breaches, board, alerts."""
+        with self._busy:
+            new = self._check_and_show(now)
+        self._alert(now)
+        return new
+
+    def periodic(self, now: dt.datetime) -> Path | None:
+        """The watcher's periodic pass: the same, and the handover sheet when one is due."""
+        written = None
+        with self._busy:
+            self._check_and_show(now)
+            try:
+                written = self.handover.write_due(self._ledger, now=now)
+            except Exception:
+                log.exception("writing the handover sheet failed; trying again on the next pass")
+        self._alert(now)
+        return written
+
+    def _check_and_show(self, now: dt.datetime) -> list[BreachRow]:
         new: list[BreachRow] = []
         try:
             new = self._checker.check(now)
-            send_alerts(self._ledger, self._workspace.config, now=now)
         except Exception:
             log.exception("checking time limits failed; trying again on the next pass")
         try:
@@ -48,21 +71,25 @@ class Upkeep:
             log.exception("writing the status board failed; trying again on the next pass")
         return new
 
-    def periodic(self, now: dt.datetime) -> Path | None:
-        """The watcher's periodic pass: the same, and the handover sheet when one is due."""
-        self.after_change(now)
+    def _alert(self, now: dt.datetime) -> None:
+        """Run the alert command for each breach not alerted yet, once each."""
+        config = self._workspace.config
         try:
-            return self.handover.write_due(self._ledger, now=now)
+            with self._busy:
+                pending = unalerted_breaches(self._ledger)
+            for breach in pending:
+                run_alert(breach, config)
+                # Marked whatever the result: a broken command must not repeat every pass.
+                with self._busy:
+                    mark_alerted(self._ledger, breach.id, now)
         except Exception:
-            log.exception("writing the handover sheet failed; trying again on the next pass")
-            return None
+            log.exception("alerting breaches failed; trying again on the next pass")
 
 
 def keep_up(
     upkeep: Upkeep,
     *,
     clock: Callable[[], dt.datetime],
-    busy: threading.Lock,
     stop: threading.Event,
     changed: threading.Event,
     every: float,
@@ -79,9 +106,8 @@ def keep_up(
         if stop.is_set():
             return
         changed.clear()
-        with busy:
-            if time.monotonic() >= due:
-                upkeep.periodic(clock())
-                due = time.monotonic() + every
-            else:
-                upkeep.after_change(clock())
+        if time.monotonic() >= due:
+            upkeep.periodic(clock())
+            due = time.monotonic() + every
+        else:
+            upkeep.after_change(clock())
