@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 BOARD_FILE = "状态看板.xlsx"
 BOARD_SHEET = "状态看板"
 COLUMNS = ("编号", "订单号", "金额", "环节", "等待", "自", "期限", "剩余时间", "状态", "超时记录")
-WIDTHS = (17.0, 17.0, 10.0, 28.0, 11.0, 16.0, 16.0, 12.0, 7.0, 48.0)
+WIDTHS = (17.0, 17.0, 10.0, 28.0, 11.0, 16.0, 16.0, 17.0, 7.0, 56.0)
 
 
 def time_left(deadline: dt.datetime | None, now: dt.datetime) -> str:
@@ -106,23 +107,21 @@ def write_board_file(path: Path, content: BoardContent) -> None:
     for f in forms:
         row += 1
         fmt = late if f.late else cell
-        ws.write_row(
-            row,
-            0,
-            (
-                f.form_no,
-                f.order_no,
-                f.amount or "",
-                f.step_name,
-                f.waiting_on_name,
-                f"{f.since:%Y-%m-%d %H:%M}",
-                f"{f.deadline:%Y-%m-%d %H:%M}" if f.deadline else "-",
-                time_left(f.deadline, content.now),
-                "逾期" if f.late else "正常",
-                "\n".join(f.notes),
-            ),
-            fmt,
+        values = (
+            f.form_no,
+            f.order_no,
+            f.amount or "",
+            f.step_name,
+            f.waiting_on_name,
+            f"{f.since:%Y-%m-%d %H:%M}",
+            f"{f.deadline:%Y-%m-%d %H:%M}" if f.deadline else "-",
+            time_left(f.deadline, content.now),
+            "逾期" if f.late else "正常",
+            "\n".join(f.notes),
         )
+        ws.write_row(row, 0, values, fmt)
+        # Spreadsheet programs do not grow a row for wrapped text written by a program.
+        ws.set_row(row, 13.5 * max(_lines(v, w) for v, w in zip(values, WIDTHS, strict=True)))
     if not forms:
         row += 1
         ws.merge_range(row, 0, row, last, "没有未办结的退款单", cell)
@@ -136,6 +135,15 @@ def write_board_file(path: Path, content: BoardContent) -> None:
     ws.fit_to_pages(1, 0)
     ws.repeat_rows(first_data - 1)
     wb.close()
+
+
+def _lines(text: str, width: float) -> int:
+    """How many lines ``text`` wraps to in a column ``width`` wide (a CJK character is about
+    two digits wide)."""
+    return sum(
+        max(1, math.ceil(sum(2.1 if ord(c) > 0x2E80 else 1.1 for c in line) / width))
+        for line in text.splitlines() or [""]
+    )
 
 
 def _by_step(forms: Sequence[FormStatus]) -> list[tuple[str, int, int]]:
