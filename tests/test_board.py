@@ -193,3 +193,15 @@ def test_temporary_board_left_by_a_killed_run_is_removed(root: Path, run: Invoke
     leftover.write_bytes(b"half a board")
     assert run("process").exit_code == 0
     assert sorted(p.name for p in (root / "outbox").iterdir() if p.is_file()) == [BOARD_FILE]
+
+
+def test_a_row_is_as_tall_as_its_breach_lines(day: Path) -> None:
+    """Spreadsheet programs do not grow rows a program wrote: two breaches need two lines."""
+    ws = openpyxl.load_workbook(day / "outbox" / BOARD_FILE).active
+    heights = {
+        row[0].value: ws.row_dimensions[row[0].row].height
+        for row in ws.iter_rows()
+        if row[0].value in (A, D)
+    }
+    assert heights[A] == 13.5  # no breach, no note
+    assert heights[D] >= 2 * 13.5  # 财务处理超时 and 退款超时, one line each at least

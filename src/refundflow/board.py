@@ -141,7 +141,7 @@ def _lines(text: str, width: float) -> int:
     """How many lines ``text`` wraps to in a column ``width`` wide (a CJK character is about
     two digits wide)."""
     return sum(
-        max(1, math.ceil(sum(2.1 if ord(c) > 0x2E80 else 1.1 for c in line) / width))
+        max(1, math.ceil(sum(2.1 if ord(c) > 0x2E80 else 1.0 for c in line) / width))
         for line in text.splitlines() or [""]
     )
 
