@@ -7,6 +7,7 @@ import datetime as dt
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import openpyxl
@@ -303,3 +304,21 @@ def test_a_sheet_breaking_a_rule_is_answered_naming_the_item(
 def test_cli_handover_help_is_chinese() -> None:
     result = CliRunner().invoke(cli, ["handover", "--help"])
     assert result.exit_code == 0 and "值班交接单" in result.output
+
+
+def test_process_does_not_load_the_handover_machinery(root: Path) -> None:
+    """`process` never writes the sheet: it does not pay openpyxl's 0.2 s import."""
+    script = (
+        "import sys\n"
+        "from refundflow.cli import cli\n"
+        "try:\n"
+        "    cli(['process', '--root', sys.argv[1]], standalone_mode=False)\n"
+        "finally:\n"
+        "    print('openpyxl' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False"
+    assert (root / "outbox" / "状态看板.xlsx").exists()  # the rest of the upkeep did run

@@ -14,12 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .alerts import run_alert
 from .board import StatusBoard
 from .breaches import BreachChecker
 from .ledger import BreachRow, Ledger, mark_alerted, unalerted_breaches
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .handover import HandoverWriter
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +35,21 @@ class Upkeep:
     def __init__(
         self, workspace: Workspace, ledger: Ledger, *, busy: threading.Lock | None = None
     ) -> None:
-        from .handover import HandoverWriter  # openpyxl is loaded only by those who use it
-
         self._workspace = workspace
         self._ledger = ledger
         self._busy = busy or threading.Lock()
         self._checker = BreachChecker(ledger, workspace.config)
         self.board = StatusBoard(workspace)
-        self.handover = HandoverWriter(workspace)
+        self._handover: HandoverWriter | None = None  # made by the first periodic pass
+
+    @property
+    def handover(self) -> HandoverWriter:
+        if self._handover is None:
+            # openpyxl takes 0.2 s to import: `process`, which never writes the sheet, skips it.
+            from .handover import HandoverWriter
+
+            self._handover = HandoverWriter(self._workspace)
+        return self._handover
 
     def after_change(self, now: dt.datetime) -> list[BreachRow]:
         """After a processed file, or once after ``process``: breaches, board, alerts."""
