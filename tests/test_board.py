@@ -12,8 +12,9 @@ import openpyxl
 import pytest
 
 from dayreplay import A, B, C, D, new_workspace, replay_day
-from refundflow.board import BOARD_FILE, StatusBoard, time_left
-from refundflow.config import load_config
+from refundflow.board import BOARD_FILE, StatusBoard, monthly_due, time_left
+from refundflow.calendar import WorkCalendar
+from refundflow.config import load_config, parse_config
 from refundflow.ledger import Ledger
 from refundflow.workspace import Workspace
 
@@ -205,3 +206,18 @@ def test_a_row_is_as_tall_as_its_breach_lines(day: Path) -> None:
     }
     assert heights[A] == 13.5  # no breach, no note
     assert heights[D] >= 2 * 13.5  # 财务处理超时 and 退款超时, one line each at least
+
+
+@pytest.mark.parametrize(
+    ("now", "due", "covers"),
+    [
+        # 2026-11-01 is a Sunday: October's tables are due Monday 11-02, still ahead that day.
+        pytest.param("2026-11-02 09:00", "2026-11-02", "2026年10月", id="due-today"),
+        pytest.param("2026-11-03 09:00", "2026-12-01", "2026年11月", id="next-month"),
+        pytest.param("2026-11-30 18:00", "2026-12-01", "2026年11月", id="month-end"),
+    ],
+)
+def test_board_names_the_next_monthly_due_date(now: str, due: str, covers: str) -> None:
+    moment = dt.datetime.strptime(now, "%Y-%m-%d %H:%M")
+    day, month = monthly_due(moment, WorkCalendar(parse_config({})))
+    assert (f"{day}", month) == (due, covers)

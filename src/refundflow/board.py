@@ -56,13 +56,16 @@ def board_order(forms: Sequence[FormStatus]) -> list[FormStatus]:
     return sorted(forms, key=lambda f: (not f.late, f.deadline or far, f.form_no))
 
 
-def monthly_due(now: dt.datetime) -> tuple[dt.date, str]:
-    """The next day the monthly statistics tables are due, and which month they cover."""
-    day = WorkCalendar.monthly_submission_day(now.year, now.month)
+def monthly_due(now: dt.datetime, calendar: WorkCalendar) -> tuple[dt.date, str]:
+    """The next day the monthly statistics tables are due, and which month they cover.
+
+    Called on an instance: the rule may come to depend on the site's calendar.
+    """
+    day = calendar.monthly_submission_day(now.year, now.month)
     covers = (now.replace(day=1) - dt.timedelta(days=1)).strftime("%Y年%m月")
     if now.date() > day:
         year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-        day = WorkCalendar.monthly_submission_day(year, month)
+        day = calendar.monthly_submission_day(year, month)
         covers = now.strftime("%Y年%m月")
     return day, covers
 
@@ -72,6 +75,7 @@ class BoardContent:
     now: dt.datetime
     forms: tuple[FormStatus, ...]
     warning: tuple[str, ...]  # the roster warning, shown at the top
+    calendar: WorkCalendar
 
 
 def write_board_file(path: Path, content: BoardContent) -> None:
@@ -94,7 +98,7 @@ def write_board_file(path: Path, content: BoardContent) -> None:
         row += 1
     forms = board_order(content.forms)
     overdue = sum(f.late for f in forms)
-    due, covers = monthly_due(content.now)
+    due, covers = monthly_due(content.now, content.calendar)
     summary = (
         f"未办结 {len(forms)} 张,其中逾期 {overdue} 张。"
         f"{covers}退单统计表(客服、财务)报送行政部日期:{due:%Y-%m-%d}"
@@ -191,6 +195,7 @@ class StatusBoard:
             now=now,
             forms=tuple(open_forms(ledger, now=now, config=config)),
             warning=roster_warning(config, config_file=self._workspace.root / CONFIG_FILE),
+            calendar=WorkCalendar(config),
         )
         # Hidden, and with our pid: never mistaken for the board, never clashing with a
         # second writer; removed if anything fails.
