@@ -322,3 +322,9 @@ def test_process_does_not_load_the_handover_machinery(root: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "False"
     assert (root / "outbox" / "状态看板.xlsx").exists()  # the rest of the upkeep did run
+
+
+def test_date_in_another_format_is_refused_in_chinese(root: Path, run: Invoke) -> None:
+    result = run("handover", "--date", "23/11/2026")
+    assert result.exit_code == 2
+    assert '格式应为 "YYYY-MM-DD",例如 "2026-11-23"' in result.output

@@ -69,6 +69,15 @@ def _parse_now(
         raise click.BadParameter('格式应为 "YYYY-MM-DD HH:MM",例如 "2026-11-23 14:05"') from None
 
 
+def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.strptime(value.strip(), "%Y-%m-%d").date()
+    except ValueError:
+        raise click.BadParameter('格式应为 "YYYY-MM-DD",例如 "2026-11-23"') from None
+
+
 @click.group()
 @click.version_option(package_name="refundflow")
 @click.option(
@@ -491,14 +500,12 @@ def _show_form(
 @click.option(
     "--date",
     "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    callback=_parse_day,
     metavar="YYYY-MM-DD",
     help="班次开始的日期 (default: today)",
 )
 @click.pass_obj
-def handover(
-    obj: dict[str, Any], root: Path, shift_name: str | None, day: dt.datetime | None
-) -> None:
+def handover(obj: dict[str, Any], root: Path, shift_name: str | None, day: dt.date | None) -> None:
     """生成值班交接单到 outbox/ 的客服部文件夹 (the shift handover sheet, prefilled).
 
     Without --shift/--date: the shift running now (--now), or the one that ended last. An
@@ -522,7 +529,7 @@ def handover(
         if shift_name is None and day is None:
             window = current_shift(config, now)
         else:
-            window = shift_window(shift, day.date() if day else now.date())
+            window = shift_window(shift, day or now.date())
         ledger = Ledger(workspace.ledger_path)
         try:
             path = HandoverWriter(workspace).write(ledger, window, now=now)
