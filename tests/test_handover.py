@@ -328,3 +328,30 @@ def test_date_in_another_format_is_refused_in_chinese(root: Path, run: Invoke) -
     result = run("handover", "--date", "23/11/2026")
     assert result.exit_code == 2
     assert '格式应为 "YYYY-MM-DD",例如 "2026-11-23"' in result.output
+
+
+def test_a_site_template_with_a_row_inserted_is_filled_where_its_names_point(
+    root: Path, run: Invoke
+) -> None:
+    """Excel moves the defined names with the cells when a row is inserted above them."""
+    template = Path(__file__).resolve().parents[1] / "templates" / layout.HANDOVER_TEMPLATE_FILE
+    wb = openpyxl.load_workbook(template)
+    ws = wb[layout.HANDOVER_SHEET]
+    merged = list(ws.merged_cells.ranges)
+    for block in merged:
+        ws.unmerge_cells(str(block))
+    ws.insert_rows(1)
+    for block in merged:
+        block.shift(0, 1)
+        ws.merge_cells(str(block))
+    for name in layout.HANDOVER_NAMES:
+        row = int(layout.HANDOVER_CELLS[name][1:]) + 1
+        column = layout.HANDOVER_CELLS[name][0]
+        wb.defined_names[name].attr_text = f"'{layout.HANDOVER_SHEET}'!${column}${row}"
+    wb.save(root / "templates" / layout.HANDOVER_TEMPLATE_FILE)
+    assert run("handover", now="2026-11-23 16:50").exit_code == 0
+    sheet = root / "outbox" / "cs" / SHEET
+    assert read_handover(sheet)["shift"] == "白班"
+    assert read_handover(sheet)["work_done"] == "无"
+    ws = openpyxl.load_workbook(sheet)[layout.HANDOVER_SHEET]
+    assert ws["B11"].value == "无" and ws["B10"].value != "无"  # one row down

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 
@@ -220,15 +221,24 @@ def handover_file_name(window: ShiftWindow) -> str:
     return f"{layout.HANDOVER_SHEET}-{window.day:%Y%m%d}-{window.shift.name}.xlsx"
 
 
+def input_cell(wb: Any, name: str) -> str:
+    """Where the template's defined name ``name`` points: a site that inserted a row in Excel
+    moved the names with the cells. The layout's cell when the name is missing."""
+    defined = wb.defined_names.get(name)
+    for sheet, ref in defined.destinations if defined is not None else ():
+        if sheet == layout.HANDOVER_SHEET:
+            return str(ref).replace("$", "").split(":")[0]
+    return layout.HANDOVER_CELLS[name]
+
+
 def write_handover_file(template: Path, dest: Path, content: HandoverContent) -> None:
-    """Fill the template's input cells and save the sheet to ``dest``."""
+    """Fill the template's input cells (by their defined names) and save it to ``dest``."""
     wb = openpyxl.load_workbook(template)
     ws = wb[layout.HANDOVER_SHEET]
-    cells = layout.HANDOVER_CELLS
-    ws[cells["filled_on"]].value = content.window.day
-    ws[cells["shift"]].value = content.window.shift.name
+    ws[input_cell(wb, "filled_on")].value = content.window.day
+    ws[input_cell(wb, "shift")].value = content.window.shift.name
     for name, text in content.items.items():
-        cell = ws[cells[name]]
+        cell = ws[input_cell(wb, name)]
         cell.value = text
         width = sum(HANDOVER_WIDTHS[cell.column - 1 :])  # the long items run to the last column
         current = ws.row_dimensions[cell.row].height or 21

@@ -16,6 +16,7 @@ import openpyxl
 
 from . import layout
 from .config import Config
+from .handover import input_cell
 from .ledger import Ledger
 
 NOTHING = "无"
@@ -42,13 +43,14 @@ class HandoverProblem:
 
 
 def read_handover(path: Path) -> dict[str, str]:
-    """The sheet's items as text, by defined name (dates as YYYY-MM-DD, empty as '')."""
+    """The sheet's items as text, found by their defined names (dates as YYYY-MM-DD, empty
+    as '')."""
     wb = openpyxl.load_workbook(path, read_only=False, data_only=True)
     try:
         ws = wb[layout.HANDOVER_SHEET]
         values: dict[str, str] = {}
-        for name, cell in layout.HANDOVER_CELLS.items():
-            value = ws[cell].value
+        for name in layout.HANDOVER_CELLS:
+            value = ws[input_cell(wb, name)].value
             if isinstance(value, dt.datetime | dt.date):
                 values[name] = f"{value:%Y-%m-%d}"
             else:
