@@ -355,3 +355,34 @@ def test_a_site_template_with_a_row_inserted_is_filled_where_its_names_point(
     assert read_handover(sheet)["work_done"] == "无"
     ws = openpyxl.load_workbook(sheet)[layout.HANDOVER_SHEET]
     assert ws["B11"].value == "无" and ws["B10"].value != "无"  # one row down
+
+
+def test_a_template_that_cannot_be_filled_is_answered_in_chinese(
+    root: Path, run: Invoke, caplog: pytest.LogCaptureFixture
+) -> None:
+    (root / "templates" / layout.HANDOVER_TEMPLATE_FILE).write_bytes(b"not a workbook")
+    result = run("handover", now="2026-11-23 16:50")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith(
+        "Error: 错误:值班交接单模板 templates/客服部值班交接单.xlsx 无法填写("
+    )
+    assert lines[1] == (
+        "处理办法:用 refundflow templates 重新生成模板(先备份改过的模板),"
+        "或检查其中的「客服部值班交接单」工作表和各项的名称"
+    )
+    assert list((root / "outbox" / "cs").iterdir()) == []
+    # The watcher says it once for the shift, not at every pass until the shift ends.
+    config = root / "refundflow.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace("auto = false", "auto = true"))
+    workspace = Workspace(root.resolve(), load_config(root))
+    ledger = Ledger(workspace.ledger_path)
+    try:
+        writer = HandoverWriter(workspace)
+        for minute in (40, 45, 50):
+            now = dt.datetime(2026, 11, 23, 16, minute)
+            assert writer.write_due(ledger, now=now) is None
+    finally:
+        ledger.close()
+    said = [r for r in caplog.records if r.getMessage().startswith("值班交接单未能生成")]
+    assert len(said) == 1

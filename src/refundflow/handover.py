@@ -29,6 +29,7 @@ from .archive import free_names
 from .breaches import rule_text, spans, step_at
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES, Config, Shift
+from .errors import Reason, RefundflowError
 from .ledger import EventRow, FormRow, Ledger, forms_active_since
 from .routing import STAMP_FINANCE, STEP_NAMES, WAITING_ON, Step
 from .templates import HANDOVER_WIDTHS, write_handover_template
@@ -272,7 +273,19 @@ class HandoverWriter:
             dir=self._workspace.sheets, prefix=".handover-"
         ) as scratch:
             temp = Path(scratch) / "sheet.xlsx"
-            write_handover_file(self._template(Path(scratch)), temp, content)
+            template = self._template(Path(scratch))
+            try:
+                write_handover_file(template, temp, content)
+            except OSError:
+                raise  # the disk or a folder: said as a storage problem by the caller
+            except Exception as exc:  # a template a site changed or replaced beyond use
+                shown = template.relative_to(self._workspace.root)
+                raise RefundflowError(
+                    f"值班交接单模板 {shown} 无法填写({type(exc).__name__}: {exc})",
+                    reason=Reason.OLD_TEMPLATE,
+                    hint="用 refundflow templates 重新生成模板(先备份改过的模板),"
+                    f"或检查其中的「{layout.HANDOVER_SHEET}」工作表和各项的名称",
+                ) from exc
             os.replace(temp, dest)
         self._written.add(window.key)
         return dest
@@ -298,6 +311,12 @@ class HandoverWriter:
         window = self.due(now)
         if window is None:
             return None
-        path = self.write(ledger, window, now=now)
+        try:
+            path = self.write(ledger, window, now=now)
+        except RefundflowError as exc:
+            # Said once for this shift, not at every pass until it ends.
+            self._written.add(window.key)
+            log.error("值班交接单未能生成:%s(%s)", exc.message, exc.hint)
+            return None
         log.info("值班交接单已生成: %s", path)
         return path
