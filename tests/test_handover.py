@@ -214,7 +214,16 @@ def test_generated_sheet_prints_on_one_a4_page(day: tuple[Path, Invoke], tmp_pat
     source = tmp_path / "sheet.xlsx"
     shutil.copyfile(day[0] / "outbox" / "cs" / SHEET, source)
     subprocess.run(
-        ["soffice", "--headless", "--convert-to", "pdf", "--outdir", str(tmp_path), str(source)],
+        [
+            "soffice",
+            "--headless",
+            f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}",  # never a user's own
+            "--convert-to",
+            "pdf",
+            "--outdir",
+            str(tmp_path),
+            str(source),
+        ],
         check=True,
         capture_output=True,
         timeout=180,
