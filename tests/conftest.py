@@ -109,6 +109,8 @@ def root(tmp_path: Path) -> Path:
     text = config.read_text(encoding="utf-8")
     text = text.replace("# stable_seconds = 2", "stable_seconds = 0")
     text = text.replace("# incomplete_seconds = 60", "incomplete_seconds = 0")
+    # The watcher's own handover sheet follows the real clock: tests that want it turn it on.
+    text = text.replace("# auto = true", "auto = false")
     config.write_text(text, encoding="utf-8")
     set_roster(workspace, ROSTER)
     return workspace

@@ -106,6 +106,19 @@ def test_open_roles_are_those_without_names() -> None:
             "[watch]\nincomplete_seconds = -1\n", "watch.incomplete_seconds", id="negative-wait"
         ),
         pytest.param("[limits\n", "refundflow.toml", id="not-toml"),
+        pytest.param("alert_command = []\n", "alert_command", id="empty-alert-command"),
+        pytest.param("alert_command = [1]\n", "alert_command", id="alert-command-not-text"),
+        pytest.param('alert_command = "\'open"\n', "alert_command", id="alert-command-quote"),
+        pytest.param(
+            "alert_timeout_seconds = 0\n", "alert_timeout_seconds", id="alert-timeout-zero"
+        ),
+        pytest.param("[handover]\nauto = 1\n", "handover.auto", id="handover-auto-not-bool"),
+        pytest.param(
+            "[handover]\nbefore_end_minutes = 0\n",
+            "handover.before_end_minutes",
+            id="handover-lead-zero",
+        ),
+        pytest.param("[handover]\nwhen = 1\n", "handover.when", id="handover-unknown"),
     ],
 )
 def test_bad_configuration_is_refused_naming_file_and_key(
@@ -124,3 +137,19 @@ def test_duty_lead_list_is_refused_pointing_at_the_cs_roster(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
     assert "值班负责人属于客服部,请把姓名写在 cs 名单中" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "argv"),
+    [
+        pytest.param(
+            "\"/opt/refund/notify.sh --to '客服 群'\"",
+            ("/opt/refund/notify.sh", "--to", "客服 群"),
+            id="string-split-like-a-shell",
+        ),
+        pytest.param('["python3", "notify.py"]', ("python3", "notify.py"), id="list"),
+    ],
+)
+def test_alert_command_is_a_list_of_arguments(value: str, argv: tuple[str, ...]) -> None:
+    config = parse_config(tomllib.loads(f"alert_command = {value}\n"))
+    assert config.alert_command == argv

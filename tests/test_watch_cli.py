@@ -19,7 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import openpyxl
 import pytest
+
+from dayreplay import alert_to_file
 
 from conftest import ROSTER, Invoke, block, edit_form, make_form, set_roster, take, wait_until
 from formfill import rewrite_parts
@@ -184,7 +187,8 @@ def test_form_travels_the_whole_route_with_watch_running(
         "已停止监视",
     ], watch.describe()
     assert files(inbox) == []
-    assert all(files(folder) == [] for folder in outbox.iterdir()), "outboxes empty"
+    folders = [p for p in outbox.iterdir() if p.is_dir()]  # not 状态看板.xlsx
+    assert all(files(folder) == [] for folder in folders), "outboxes empty"
 
     result = run("status")
     assert result.exit_code == 0, result.output
@@ -198,9 +202,12 @@ def test_form_travels_the_whole_route_with_watch_running(
 def test_watch_without_a_full_roster_warns_once_at_start(root: Path, tmp_path: Path) -> None:
     roster = {**ROSTER, "cashier": []}  # an empty list: anyone may sign the 出纳 block
     set_roster(root, roster)
+    # Reported at 09:05, so that no 填单超时 warning joins stderr while the clock runs on from
+    # NOW (09:10): only the roster warning is expected there.
+    on_time = {"reported_at": at("09:05")}
     with watching(root, tmp_path) as watch:
-        drop_whole(root, "a.xlsx", make_form())
-        drop_whole(root, "b.xlsx", other_form(1))
+        drop_whole(root, "a.xlsx", make_form(**on_time))
+        drop_whole(root, "b.xlsx", make_form(order_no="TK2026112299001", **on_time))
         assert len(watch.reports_when(2)) == 2, watch.describe()
         # Before the stop: watchdog may log at shutdown.
         assert watch.stderr.splitlines() == [
@@ -450,3 +457,34 @@ def test_burst_of_500_drops_with_watch_running(root: Path, run: Invoke, tmp_path
     forms_open = json.loads(result.output)
     assert len(forms_open) == BURST
     assert len({f["order_no"] for f in forms_open}) == BURST
+
+
+def test_watch_keeps_the_board_current_and_alerts_a_late_form_once(
+    root: Path, tmp_path: Path
+) -> None:
+    """The board is written at start and after a processed file; the form, filled at 09:00
+    and dropped at 09:10 (``NOW``), broke the 10-minute limit: one alert."""
+
+    log = tmp_path / "alerts.log"
+    alert_to_file(root, log)
+    board = root / "outbox" / "状态看板.xlsx"
+    late = make_form(reported_at=dt.datetime(2026, 11, 23, 8, 55))
+    with watching(root, tmp_path) as watch:
+        assert wait_until(board.exists), watch.describe()
+        drop_whole(root, "a.xlsx", late)
+        assert watch.reports_when(1) == [f"[已流转] a.xlsx: {FORM} → 技术部(待技术部核实)"]
+
+        def listed() -> bool:
+            try:
+                rows = openpyxl.load_workbook(board).active.iter_rows(values_only=True)
+                return any(row[0] == FORM for row in rows)
+            except (OSError, KeyError, ValueError):  # being replaced right now
+                return False
+
+        assert wait_until(listed), watch.describe()
+        assert wait_until(log.exists), watch.describe()
+        assert watch.terminate() == 0, watch.describe()
+    assert log.read_text(encoding="utf-8").splitlines() == [
+        f"{FORM} fill 2026-11-23 09:05 cs | 退款单 {FORM} 填单超时:上报后10分钟内填好退款单,"
+        "期限 2026-11-23 09:05,当时等待客服部(新建退款单)"
+    ]

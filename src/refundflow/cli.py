@@ -23,13 +23,14 @@ import click
 from .calendar import WorkCalendar
 from .config import CONFIG_FILE, ROLE_NAMES, load_config
 from .errors import RefundflowError, storage_error
-from .ledger import Ledger, iso
+from .ledger import Ledger, breaches, iso
 from .ledgercheck import open_ledger
 from .processor import Outcome, Processor, Result
 from .routing import STEP_NAMES, Step
 from .sandbox import ParserPool
 from .status import FormStatus, form_status, open_forms, roster_warning
 from .templates import write_templates
+from .upkeep import Upkeep, keep_up
 from .watcher import InboxWatcher, stuck_entries
 from .workspace import Workspace, WorkspaceLock, init_workspace
 
@@ -67,6 +68,15 @@ def _parse_now(
         return dt.datetime.strptime(value.strip(), "%Y-%m-%d %H:%M")
     except ValueError:
         raise click.BadParameter('格式应为 "YYYY-MM-DD HH:MM",例如 "2026-11-23 14:05"') from None
+
+
+def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.strptime(value.strip(), "%Y-%m-%d").date()
+    except ValueError:
+        raise click.BadParameter('格式应为 "YYYY-MM-DD",例如 "2026-11-23"') from None
 
 
 @click.group()
@@ -229,6 +239,7 @@ def process(obj: dict[str, Any], root: Path) -> None:
             )
             waiting = [name for name in watcher.pending() if name not in failures]
             pending = processor.pending_deliveries()
+            Upkeep(workspace, processor.ledger).after_change(obj["clock"]())
     if waiting:
         click.echo(f"仍在 inbox/ 中等待(文件未保存完或被占用,下次再处理):{'、'.join(waiting)}")
     if pending:
@@ -266,10 +277,12 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
         with _stop_on_sigterm(stop), _processor(workspace, obj["clock"], "watch") as processor:
             busy = threading.Lock()  # one file or one retry at a time: the ledger is not shared
             handle = _handler(processor, [])
+            changed = threading.Event()  # wakes the upkeep thread (board, time limits)
 
             def handle_one(path: Path) -> None:
                 with busy:
                     handle(path)
+                changed.set()
 
             watcher = InboxWatcher(
                 workspace.inbox,
@@ -286,12 +299,29 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
                 daemon=True,
             )
             retrying.start()
+            upkeep = Upkeep(workspace, processor.ledger, busy=busy)
+            upkeep.periodic(obj["clock"]())  # the board and late work as of start-up
+            keeping = threading.Thread(
+                target=keep_up,
+                args=(upkeep,),
+                kwargs={
+                    "clock": obj["clock"],
+                    "stop": stop,
+                    "changed": changed,
+                    "every": workspace.config.rescan_seconds,
+                },
+                name="refundflow-upkeep",
+                daemon=True,
+            )
+            keeping.start()
             click.echo(f"正在监视 {workspace.inbox}(按 Ctrl-C 停止)")
             try:
                 watcher.run(stop)
             except KeyboardInterrupt:
                 stop.set()
+            changed.set()  # wake the upkeep thread so that it sees the stop
             retrying.join()
+            keeping.join()
     click.echo("已停止监视")
 
 
@@ -408,6 +438,11 @@ def _forms_table(forms: list[FormStatus]) -> None:
         click.echo(line)
     late = sum(f.late for f in forms)
     click.echo(f"共 {len(forms)} 张未办结,其中逾期 {late} 张")
+    recorded = [(f.form_no, line) for f in forms for line in f.breaches]
+    if recorded:
+        click.echo("超时记录:")
+        for form, line in recorded:
+            click.echo(f"  {form} {line}")
 
 
 def _show_form(
@@ -420,7 +455,12 @@ def _show_form(
         )
     events = ledger.events(form_no)
     state = form_status(
-        row, events, now=now, config=workspace.config, calendar=WorkCalendar(workspace.config)
+        row,
+        events,
+        now=now,
+        config=workspace.config,
+        calendar=WorkCalendar(workspace.config),
+        recorded=breaches(ledger, form_no),
     )
     if as_json:
         payload = state.to_json()
@@ -466,6 +506,53 @@ def _show_form(
         )
     for line in _table(rows):
         click.echo(line)
+    for line in state.breaches:
+        click.echo(f"超时记录:{line}")
+
+
+@cli.command()
+@root_option
+@click.option("--shift", "shift_name", metavar="白班|中班", help="班次 (default: by the clock)")
+@click.option(
+    "--date",
+    "day",
+    callback=_parse_day,
+    metavar="YYYY-MM-DD",
+    help="班次开始的日期 (default: today)",
+)
+@click.pass_obj
+def handover(obj: dict[str, Any], root: Path, shift_name: str | None, day: dt.date | None) -> None:
+    """生成值班交接单到 outbox/ 的客服部文件夹 (the shift handover sheet, prefilled).
+
+    Without --shift/--date: the shift running now (--now), or the one that ended last. An
+    earlier sheet of the same shift is kept; the new one gets a numbered name.
+    """
+    from .handover import HandoverWriter, current_shift, find_shift, shift_window
+
+    with _errors():
+        workspace = _workspace(root)
+        config = workspace.config
+        now = obj["clock"]()
+        shift = current_shift(config, now).shift
+        if shift_name is not None:
+            found = find_shift(config, shift_name)
+            if found is None:
+                names = "、".join(s.name for s in config.shifts)
+                raise click.BadParameter(
+                    f"没有名为 {shift_name} 的班次(可用:{names})", param_hint="--shift"
+                )
+            shift = found
+        if shift_name is None and day is None:
+            window = current_shift(config, now)
+        else:
+            window = shift_window(shift, day or now.date())
+        ledger = Ledger(workspace.ledger_path)
+        try:
+            path = HandoverWriter(workspace).write(ledger, window, now=now)
+        finally:
+            ledger.close()
+    span = f"{window.start:%Y-%m-%d %H:%M}-{window.end:%H:%M}"
+    click.echo(f"已生成值班交接单 {_relative(path, workspace.root)}({window.shift.name} {span})")
 
 
 @cli.command()

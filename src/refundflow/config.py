@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import shlex
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -129,6 +131,12 @@ class Config:
     # False: a role without a roster accepts anyone, loudly (start, status, 流转记录).
     # True: a block signed for such a role is returned, naming the missing roster.
     require_roster: bool = False
+    # Run for each new breach of a time limit (alerts.py); empty: breaches are only logged.
+    alert_command: tuple[str, ...] = ()
+    alert_timeout_seconds: float = 30.0
+    # The watcher writes each shift's handover sheet this long before the shift ends.
+    handover_auto: bool = True
+    handover_before_end_minutes: int = 30
 
     def in_roster(self, role: str, person: str) -> bool:
         """A role with no list (or an empty list) accepts anyone."""
@@ -179,6 +187,9 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         "ledger",
         "parse",
         "require_roster",
+        "alert_command",
+        "alert_timeout_seconds",
+        "handover",
     }
 
     def fail(key: str, problem: str) -> ConfigError:
@@ -291,6 +302,26 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         if not isinstance(data["require_roster"], bool):
             raise fail("require_roster", f"应为 true 或 false,现在是 {data['require_roster']!r}")
         kwargs["require_roster"] = data["require_roster"]
+    if "alert_command" in data:
+        kwargs["alert_command"] = _alert_command(data["alert_command"], fail)
+    if "alert_timeout_seconds" in data:
+        kwargs["alert_timeout_seconds"] = number(
+            "alert_timeout_seconds", data["alert_timeout_seconds"]
+        )
+    handover = table("handover")
+    unknown_handover = set(handover) - {"auto", "before_end_minutes"}
+    if unknown_handover:
+        key = f"handover.{sorted(unknown_handover)[0]}"
+        raise fail(key, "是未知的配置项(可用:auto、before_end_minutes)")
+    if "auto" in handover:
+        if not isinstance(handover["auto"], bool):
+            raise fail("handover.auto", f"应为 true 或 false,现在是 {handover['auto']!r}")
+        kwargs["handover_auto"] = handover["auto"]
+    if "before_end_minutes" in handover:
+        value = handover["before_end_minutes"]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise fail("handover.before_end_minutes", f"应为正整数(分钟),现在是 {value!r}")
+        kwargs["handover_before_end_minutes"] = value
     if "president_threshold" in data:
         raw = data["president_threshold"]
         try:
@@ -342,6 +373,24 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
     return Config(**kwargs)
 
 
+def _alert_command(value: Any, fail: Callable[[str, str], ConfigError]) -> tuple[str, ...]:
+    """A list of arguments, or one string split like a shell would (but never run by one)."""
+    if isinstance(value, str):
+        try:
+            parts = shlex.split(value)
+        except ValueError as exc:
+            raise fail("alert_command", f"无法拆分成命令和参数:{exc}") from None
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        parts = list(value)
+    else:
+        parts = []
+    if not parts or not parts[0].strip():
+        raise fail(
+            "alert_command", '应为命令,例如 "/opt/refund/notify.sh" 或 ["python3", "notify.py"]'
+        )
+    return tuple(parts)
+
+
 DEFAULT_CONFIG_TEXT = """\
 # refundflow 配置文件 (configuration). Every key is optional; the defaults are shown.
 # 修改后重新启动 refundflow watch 生效。
@@ -370,6 +419,13 @@ DEFAULT_CONFIG_TEXT = """\
 #   false(默认):任何人都能签署,启动时、status 和流转记录中都会提示「未配置名单」;
 #   true:该角色环节签名的退款单一律退回,直到填好名单 (recommended for production sites).
 # require_roster = false
+
+# 超时提醒 (alert on each new breach of a time limit): a command run once per breach, with the
+# form number, the breach (fill forward finance refund overall), its due time and the role the
+# form waited on as arguments, and REFUNDFLOW_* environment variables (REFUNDFLOW_MESSAGE is a
+# ready Chinese sentence). Not run through a shell. Its failure is logged, never fatal.
+# alert_command = ["/usr/local/bin/refund-alert.sh"]
+# alert_timeout_seconds = 30
 
 # 各角色的人员名单 (who may sign each block): fill it in right after `refundflow init`.
 # A role left out, or with an empty list, accepts anyone (see require_roster above).
@@ -400,6 +456,11 @@ DEFAULT_CONFIG_TEXT = """\
 [shifts]
 # "白班" = "08:00-17:00"
 # "中班" = "17:00-23:00"
+
+# 值班交接单 (handover sheet): the watcher writes it into outbox/ of cs before each shift ends.
+[handover]
+# auto = true                # false: only `refundflow handover` writes it
+# before_end_minutes = 30    # 班次结束前多少分钟生成
 
 # 工作日历调整 (calendar overrides on top of the official Chinese holiday calendar)
 [calendar]

@@ -98,6 +98,23 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- Each time limit of the procedure a form overran (see breaches.py): recorded once, when it is
+-- first seen, whether or not the step is done later, with the role the form waited on, so
+-- administration's 绩效登记 and the monthly 超时 sheet can rely on it. alerted_at is set once the
+-- configured alert command has been run for it (NULL: not yet).
+CREATE TABLE IF NOT EXISTS breaches (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    form_no     TEXT NOT NULL,
+    kind        TEXT NOT NULL,             -- fill | forward | finance | refund | overall
+    started     TEXT NOT NULL,             -- when the limit began to run
+    due         TEXT NOT NULL,
+    waited_on   TEXT,                      -- role key holding the form when it fell due
+    step        TEXT NOT NULL,             -- the form's step when it fell due
+    detected_at TEXT NOT NULL,
+    alerted_at  TEXT,
+    UNIQUE (form_no, kind)
+);
+CREATE INDEX IF NOT EXISTS breaches_unalerted ON breaches(id) WHERE alerted_at IS NULL;
 """
 ARRIVAL = "arrival_seq"
 # Waiting this long for another program's write lock at start is enough to tell "busy" from
@@ -614,3 +631,116 @@ def ledger_error(path: Path, exc: sqlite3.DatabaseError, root: Path | None) -> L
         reason=Reason.LEDGER_CORRUPT,
         hint=rebuild,
     )
+
+
+# ---- breaches of the time limits (breaches.py) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BreachRow:
+    id: int
+    form_no: str
+    kind: str
+    started: dt.datetime
+    due: dt.datetime
+    waited_on: str | None
+    step: str
+    detected_at: dt.datetime
+    alerted_at: dt.datetime | None
+
+
+def _breach_row(r: sqlite3.Row) -> BreachRow:
+    return BreachRow(
+        id=r["id"],
+        form_no=r["form_no"],
+        kind=r["kind"],
+        started=dt.datetime.fromisoformat(r["started"]),
+        due=dt.datetime.fromisoformat(r["due"]),
+        waited_on=r["waited_on"],
+        step=r["step"],
+        detected_at=dt.datetime.fromisoformat(r["detected_at"]),
+        alerted_at=parse_iso(r["alerted_at"]),
+    )
+
+
+def record_breach(
+    ledger: Ledger,
+    *,
+    form_no: str,
+    kind: str,
+    started: dt.datetime,
+    due: dt.datetime,
+    waited_on: str | None,
+    step: str,
+    detected_at: dt.datetime,
+) -> BreachRow | None:
+    """Record a breach once; the new row, or None when this form's breach was already known."""
+    with ledger.transaction() as db:
+        cur = db.execute(
+            "INSERT OR IGNORE INTO breaches (form_no, kind, started, due, waited_on, step,"
+            " detected_at) VALUES (?,?,?,?,?,?,?)",
+            (form_no, kind, iso(started), iso(due), waited_on, step, iso(detected_at)),
+        )
+        if not cur.rowcount:
+            return None
+        row = db.execute("SELECT * FROM breaches WHERE id = ?", (cur.lastrowid,)).fetchone()
+    return _breach_row(row)
+
+
+def breaches(ledger: Ledger, form_no: str | None = None) -> list[BreachRow]:
+    """Every recorded breach (of one form), in the order they were detected."""
+    db = ledger._db  # module-level: Ledger's own methods are edited elsewhere
+    if form_no is None:
+        rows = db.execute("SELECT * FROM breaches ORDER BY id").fetchall()
+    else:
+        rows = db.execute(
+            "SELECT * FROM breaches WHERE form_no = ? ORDER BY id", (form_no,)
+        ).fetchall()
+    return [_breach_row(r) for r in rows]
+
+
+def unalerted_breaches(ledger: Ledger) -> list[BreachRow]:
+    rows = ledger._db.execute(
+        "SELECT * FROM breaches WHERE alerted_at IS NULL ORDER BY id"
+    ).fetchall()
+    return [_breach_row(r) for r in rows]
+
+
+def mark_alerted(ledger: Ledger, breach_id: int, at: dt.datetime) -> None:
+    with ledger.transaction() as db:
+        db.execute("UPDATE breaches SET alerted_at = ? WHERE id = ?", (iso(at), breach_id))
+
+
+def forms_active_since(ledger: Ledger, since: dt.datetime) -> list[FormRow]:
+    """Open forms, and closed ones that moved at or after ``since`` (the breach check's scope)."""
+    rows = ledger._db.execute(
+        "SELECT * FROM forms WHERE closed_at IS NULL OR step_since >= ?"
+        " ORDER BY step_since, form_no",
+        (iso(since),),
+    ).fetchall()
+    return [_form_row(r) for r in rows]
+
+
+def copy_breaches(ledger: Ledger, source: Path) -> int:
+    """Copy the breaches recorded in another ledger file (a backup ``rebuild`` made).
+
+    The archive of received files cannot say when a breach was found or whether it was
+    alerted, so a rebuilt ledger takes them from the ledger it replaces.
+    """
+    db = ledger._db
+    db.execute("ATTACH DATABASE ? AS old", (str(source),))
+    try:
+        known = db.execute(
+            "SELECT 1 FROM old.sqlite_master WHERE type = 'table' AND name = 'breaches'"
+        ).fetchone()
+        if not known:
+            return 0
+        with ledger.transaction():
+            cur = db.execute(
+                "INSERT OR IGNORE INTO breaches (form_no, kind, started, due, waited_on, step,"
+                " detected_at, alerted_at) SELECT form_no, kind, started, due, waited_on, step,"
+                " detected_at, alerted_at FROM old.breaches ORDER BY id"
+            )
+        return int(cur.rowcount)
+    finally:
+        db.execute("DETACH DATABASE old")

@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 
 from .archive import ORPHANS, RECEIVED, SENT, _fsync_dir, archived_files, parse_archive_name
+from .breaches import restore_after_rebuild
 from .errors import LedgerError, Reason
 from .ledger import Ledger, ledger_errors
 from .ledgercheck import interrupted_attempts
@@ -65,6 +66,7 @@ def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | No
     # replay() passes each file's own arrival time; the clock is never read while rebuilding.
     processor = Processor(workspace, clock=dt.datetime.now, pool=pool, deliver=False, ledger=ledger)
     count = 0
+    last: dt.datetime | None = None
     try:
         for at, name, path in archived_receipts(workspace.sheets):
             if path in interrupted:
@@ -72,6 +74,9 @@ def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | No
                 continue
             processor.replay(path, at, name)
             count += 1
+            last = at
+        if last is not None:
+            _restore_breaches(ledger, workspace, now=last)
         ledger.prepare_for_swap()
     finally:
         processor.close()  # closing the swapped-ready ledger again is harmless
@@ -80,6 +85,20 @@ def rebuild_ledger(workspace: Workspace, *, pool: ParserPool) -> tuple[Path | No
     _fsync_dir(ledger_path.parent)
     log.info("rebuilt %s from %d archived files", ledger_path, count)
     return backup, count
+
+
+def _restore_breaches(ledger: Ledger, workspace: Workspace, *, now: dt.datetime) -> None:
+    """The rebuilt ledger keeps the breaches (and their alerts) the old one recorded.
+
+    The archive cannot say when a breach was found or whether it was alerted; a damaged or
+    missing old ledger gives none, and the breaches are derived from the history instead.
+    """
+    old = workspace.ledger_path if workspace.ledger_path.exists() else None
+    try:
+        restore_after_rebuild(ledger, workspace.config, now=now, backup=old)
+    except sqlite3.DatabaseError as exc:
+        log.warning("breaches of the old ledger could not be read (%s): derived again", exc)
+        restore_after_rebuild(ledger, workspace.config, now=now, backup=None)
 
 
 def _set_old_aside(workspace: Workspace) -> Path | None:

@@ -6,12 +6,14 @@ Also what the site must be told before any of that: roles whose signers nobody c
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .breaches import BreachKind, describe, earliest_open, rule_text, spans
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES, UNCHECKED_SIGNER, Config
-from .ledger import EventRow, FormRow, Ledger, iso
+from .ledger import BreachRow, EventRow, FormRow, Ledger, breaches, iso
 from .routing import FINANCE_STEPS, STAMP_FINANCE, STEP_NAMES, Step, step_deadline
 
 
@@ -28,13 +30,15 @@ class FormStatus:
     deadline: dt.datetime | None
     rule: str
     late: bool
-    notes: tuple[str, ...]  # lateness already recorded (e.g. the form was filled late)
+    notes: tuple[str, ...]  # lateness already recorded (filled late, every recorded breach)
+    breaches: tuple[str, ...] = ()  # the recorded breaches alone, for `status`'s text output
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["since"] = iso(self.since)
         data["deadline"] = iso(self.deadline)
         data["notes"] = list(self.notes)
+        data["breaches"] = list(self.breaches)
         return data
 
 
@@ -45,7 +49,14 @@ def form_status(
     now: dt.datetime,
     config: Config,
     calendar: WorkCalendar,
+    recorded: Sequence[BreachRow] = (),
 ) -> FormStatus:
+    """``recorded``: the form's breaches in the ledger, listed in its notes.
+
+    The deadline is the first one still running of every limit (breaches.py), not only the
+    current step's: a form at the cashier 25 hours after it was reported is late by the
+    24-hour refund limit even though finance's 12 hours have not run out.
+    """
     step = Step(row.step)
     finance_since = next(
         (e.at for e in reversed(events) if e.kind == "accepted" and e.stamp == STAMP_FINANCE),
@@ -59,7 +70,16 @@ def form_status(
         config=config,
         calendar=calendar,
     )
-    notes = tuple(e.detail for e in events if e.kind == "accepted" and e.detail)
+    first = earliest_open(spans(row, events, config=config, calendar=calendar))
+    due, rule = deadline.due, deadline.rule
+    if first is not None and (due is None or first.due < due):
+        due, rule = first.due, rule_text(first.kind, config)
+    lines = tuple(describe(b, config) for b in recorded)
+    notes = (
+        *(e.detail for e in events if e.kind == "accepted" and e.detail),
+        # 填单超时 is already in the accepted event's detail, written when the form arrived.
+        *(line for b, line in zip(recorded, lines, strict=True) if b.kind != BreachKind.FILL),
+    )
     return FormStatus(
         form_no=row.form_no,
         order_no=row.order_no,
@@ -69,17 +89,25 @@ def form_status(
         waiting_on=row.waiting_on,
         waiting_on_name=ROLE_NAMES.get(row.waiting_on or "", ""),
         since=row.step_since,
-        deadline=deadline.due,
-        rule=deadline.rule,
-        late=deadline.due is not None and now > deadline.due,
+        deadline=due,
+        rule=rule,
+        late=due is not None and now > due,
         notes=notes,
+        breaches=lines,
     )
 
 
 def open_forms(ledger: Ledger, *, now: dt.datetime, config: Config) -> list[FormStatus]:
     calendar = WorkCalendar(config)
     return [
-        form_status(row, ledger.events(row.form_no), now=now, config=config, calendar=calendar)
+        form_status(
+            row,
+            ledger.events(row.form_no),
+            now=now,
+            config=config,
+            calendar=calendar,
+            recorded=breaches(ledger, row.form_no),
+        )
         for row in ledger.open_forms()
     ]
 
