@@ -19,7 +19,13 @@ class WorkCalendar:
     def __init__(self, config: Config) -> None:
         self._workdays = frozenset(config.workdays)
         self._holidays = frozenset(config.holidays)
+        self._over_holidays = config.report_due_over_holidays
         self._warned_years: set[int] = set()
+
+    @property
+    def fallback_years(self) -> tuple[int, ...]:
+        """Years asked about that the official calendar has no data for (counted Mon–Fri)."""
+        return tuple(sorted(self._warned_years))
 
     def is_workday(self, day: dt.date) -> bool:
         if day in self._workdays:
@@ -50,5 +56,16 @@ class WorkCalendar:
         """The 1st of the month, postponed past a weekend (遇双休日顺延)."""
         day = dt.date(year, month, 1)
         while day.weekday() >= 5:
+            day += dt.timedelta(days=1)
+        return day
+
+    def statistics_due(self, year: int, month: int) -> dt.date:
+        """When the tables of the month before ``year-month`` are due: its 1st, postponed
+        past weekends (遇双休日顺延) and, unless configured off, past public holidays (and
+        counting 调休 make-up Saturdays as working days), with the site's overrides."""
+        day = dt.date(year, month, 1)
+        if not self._over_holidays:
+            return self.monthly_submission_day(year, month)
+        while not self.is_workday(day):
             day += dt.timedelta(days=1)
         return day
