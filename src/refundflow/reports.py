@@ -307,11 +307,15 @@ def collect(ledger: Ledger, month: Month, *, as_of: dt.datetime, config: Config)
             {"退单编号": form.form_no, "问题": f"未经过必经环节:{step}"}
             for step in _skipped(form, events, config)
         ]
+    # Typed even when empty: a month without refunds still gets its (empty) sheets.
+    step_frame = pd.DataFrame(steps, columns=list(STEP_COLUMNS)).astype(
+        {"超时": bool, "仍未完成": bool, "用时(小时)": float}
+    )
     return MonthData(
         month=month,
         as_of=as_of,
-        refunds=pd.DataFrame(refunds, columns=list(REFUND_COLUMNS)),
-        steps=pd.DataFrame(steps, columns=list(STEP_COLUMNS)),
+        refunds=pd.DataFrame(refunds, columns=list(REFUND_COLUMNS)).astype({"金额": float}),
+        steps=step_frame,
         skipped=pd.DataFrame(skipped, columns=["退单编号", "问题"]),
     )
 
