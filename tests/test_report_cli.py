@@ -4,9 +4,12 @@ and administration's monthly workbook, equal to the ledger to the cent."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +28,7 @@ from refundflow.monthend import check_tables
 from refundflow.monthly import Tables
 from refundflow.reports import Month, collect, cs_table, finance_table, read_stats_table
 
-from conftest import ROSTER, set_roster, soffice_missing
+from conftest import ROSTER, set_roster, soffice_missing, wait_until
 
 CS_FILE = "客服退单统计表-2026-11.xlsx"
 FIN_FILE = "财务退单统计表-2026-11.xlsx"
@@ -378,3 +381,22 @@ def test_due_date_rule_follows_the_configuration(ws: Path) -> None:
     result = report(ws, month="2026-09", now="2026-10-02 09:00")
     assert result.exit_code == 0, result.output
     assert "报送期限:2026-10-01(每月1日,遇双休日顺延)\n" in result.output
+
+
+def test_watch_makes_last_months_files_when_it_starts_after_the_month(ws: Path) -> None:
+    command = [sys.executable, "-m", "refundflow.cli", "--now", "2026-12-01 07:00", "watch"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [*command, "--root", str(ws)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        book = ws / "outbox" / "admin" / BOOK_FILE
+        assert wait_until(book.exists), "the watcher made no monthly workbook"
+        assert (ws / "outbox" / "cs" / CS_FILE).exists()
+        assert (ws / "outbox" / "cashier" / FIN_FILE).exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert out.decode().startswith("已生成 2026-11 月度统计:6 张退款单"), (
+        out.decode() + err.decode()
+    )
