@@ -27,6 +27,7 @@ from refundflow.ledger import Ledger
 from refundflow.monthend import check_tables
 from refundflow.monthly import Tables
 from refundflow.reports import Month, collect, cs_table, finance_table, read_stats_table
+from refundflow.workspace import Workspace, WorkspaceLock
 
 from conftest import ROSTER, set_roster, soffice_missing, wait_until
 
@@ -400,3 +401,11 @@ def test_watch_makes_last_months_files_when_it_starts_after_the_month(ws: Path) 
     assert out.decode().startswith("已生成 2026-11 月度统计:6 张退款单"), (
         out.decode() + err.decode()
     )
+
+
+def test_report_runs_while_the_watcher_holds_the_workspace(ws: Path) -> None:
+    workspace = Workspace(ws, Config())
+    with WorkspaceLock(workspace, command="watch"):
+        result = report(ws)
+    assert result.exit_code == 0, result.output
+    assert (ws / "outbox" / "admin" / BOOK_FILE).exists()

@@ -527,8 +527,9 @@ def report(obj: dict[str, Any], root: Path, month: Month) -> None:
         workspace = _workspace(root)
         calendar = WorkCalendar(workspace.config)
         due = calendar.statistics_due(month.next_first.year, month.next_first.month)
-        with WorkspaceLock(workspace, command="report"):
-            made = produce(workspace, month, now=obj["clock"]())
+        # No workspace lock: it only reads the ledger and replaces whole files atomically, so
+        # it runs beside the watcher (which is always running) without harm.
+        made = produce(workspace, month, now=obj["clock"]())
     _say_made(made, workspace.root)
     rule = (
         "遇双休日和法定节假日顺延" if workspace.config.report_due_over_holidays else "遇双休日顺延"
