@@ -296,8 +296,8 @@ def _summary(book: _Book, data: MonthData, tables: Tables) -> None:
     for i, chart in enumerate(placed):
         chart.set_size(CHART_SIZE)
         ws.insert_chart(charts_at + (i // 2) * CHART_ROWS, 0 if i % 2 == 0 else 2, chart)
-    ws.set_column(0, 0, 24)
-    ws.set_column(1, 1, 46)
+    ws.set_column(0, 0, 36)  # the longest fault category of the spec
+    ws.set_column(1, 1, 32)  # the longest limit text
     ws.set_h_pagebreaks([charts_at])  # figures on the first page, the charts on the next
     _print(ws, repeat=None)
 
