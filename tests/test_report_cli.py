@@ -310,11 +310,13 @@ def test_status_says_which_tables_are_late(ws: Path) -> None:
 
     assert not any(line.startswith("逾期:") for line in status("2026-12-01 18:00"))  # due today
     lines = status("2026-12-03 09:00")
-    assert lines[:2] == [
+    assert lines[:3] == [
         "逾期:2026-11 的客服退单统计表(客服部)应于 2026-12-01 报送行政人事部,"
         "已逾期 2 天,尚未收到部门负责人审批的表",
         "逾期:2026-11 的财务退单统计表(财务部)应于 2026-12-01 报送行政人事部,"
         "已逾期 2 天,尚未收到部门负责人审批的表",
+        "处理办法:请部门负责人在统计表的「审批人」处签名后尽快报送行政人事部"
+        "(生成的表在 refundsheets/统计表/2026-11/)",
     ]
     signed = ws / "refundsheets" / "统计表" / "2026-11" / "已审批"
     signed.mkdir(parents=True)

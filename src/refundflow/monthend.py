@@ -169,4 +169,9 @@ def late_tables(workspace: Workspace, *, now: dt.datetime) -> list[str]:
                 f"逾期:{month.label} 的{kind}({dept})应于 {due:%Y-%m-%d} 报送行政人事部,"
                 f"已逾期 {days} 天,尚未收到部门负责人审批的表"
             )
+    if lines:
+        lines.append(
+            f"处理办法:请部门负责人在统计表的「审批人」处签名后尽快报送行政人事部"
+            f"(生成的表在 refundsheets/{STATS_FOLDER}/{month.label}/)"
+        )
     return lines
