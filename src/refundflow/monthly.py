@@ -116,6 +116,7 @@ class _Book:
         ws = self.writer.sheets[sheet]
         rows = max(len(frame), 1)  # a table needs one data row, even an empty one
         columns: list[dict[str, Any]] = []
+        rows_lines: dict[int, int] = {}
         for i, col in enumerate(frame.columns):
             fmt = self._format(str(col))
             options: dict[str, Any] = {"header": str(col), "format": fmt}
@@ -124,7 +125,15 @@ class _Book:
             elif i == 0 and totals:
                 options["total_string"] = "合计"
             columns.append(options)
-            self._fit(ws, sheet, startcol + i, frame[col], str(col))
+            wraps_at = self._fit(ws, sheet, startcol + i, frame[col], str(col))
+            if wraps_at:
+                # Spreadsheet programs do not grow a row for wrapped text they did not type.
+                for r, value in enumerate(frame[col]):
+                    lines = -(-_width(value) // int(wraps_at - 1))
+                    if lines > 1:
+                        lines = max(lines, rows_lines.get(r, 1))
+                        rows_lines[r] = lines
+                        ws.set_row(startrow + 1 + r, 15 * lines)
             if fmt is not self.text:
                 # Per cell, not per column: 汇总 stacks tables whose columns differ.
                 for r, value in enumerate(frame[col]):
@@ -142,14 +151,16 @@ class _Book:
             ws.freeze_panes(startrow + 1, 0)
         return last + 1
 
-    def _fit(self, ws: Any, sheet: str, col: int, values: pd.Series, header: str) -> None:
-        """As wide as the column's text (Chinese counts double), long text wrapped."""
+    def _fit(self, ws: Any, sheet: str, col: int, values: pd.Series, header: str) -> float | None:
+        """As wide as the column's text (Chinese counts double), long text wrapped: then the
+        width it wraps at."""
         # + 3 for the header's filter button; a datetime is 16 characters.
         widest = max([_width(header) + 3, *(_width(v) for v in values.head(2000))]) + 1
         wrap = widest > MAX_WIDTH
         width = max(min(widest, MAX_WIDTH), self._widths.get((sheet, col), 0))
         self._widths[(sheet, col)] = width
         ws.set_column(col, col, width, self.wrap if wrap else None)
+        return width if wrap else None
 
     def _format(self, column: str) -> Any:
         if column in AMOUNT_COLUMNS:
