@@ -4,6 +4,7 @@ people typed, a refund that skipped a step, a table whose 合计 was tampered wi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from refundflow.config import Config
 from refundflow.ledger import Ledger
 from refundflow.monthend import check_tables, produce
 from refundflow.monthly import Tables
-from refundflow.reports import Month, collect, cs_table, finance_table, read_stats_table
+from refundflow.reports import (
+    Month,
+    collect,
+    cs_table,
+    finance_table,
+    read_stats_table,
+    reconcile,
+    total,
+)
 from refundflow.routing import Step
 from refundflow.workspace import Workspace, init_workspace
 
@@ -123,3 +132,97 @@ def test_a_tampered_total_is_found(
         cs_file, fin_file, Tables(cs_table(data), finance_table(data), pd.DataFrame())
     )
     assert list(issues["问题"]) == ([problem] if problem else [])
+
+
+def _expected(tmp_path: Path) -> pd.DataFrame:
+    workspace = workspace_with(tmp_path, month_of_refunds(4))
+    ledger = Ledger(workspace.ledger_path)
+    try:
+        return cs_table(collect(ledger, NOVEMBER, as_of=AS_OF, config=Config()))
+    finally:
+        ledger.close()
+
+
+def _drop_first(t: pd.DataFrame) -> pd.DataFrame:
+    return t.iloc[1:]
+
+
+def _add_foreign(t: pd.DataFrame) -> pd.DataFrame:
+    extra = t.iloc[[0]].assign(退单编号="TKD20261131-999", 金额=5.0)
+    return pd.concat([t, extra], ignore_index=True)
+
+
+def _set(column: str, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def edit(t: pd.DataFrame) -> pd.DataFrame:
+        t = t.copy()
+        t.loc[1, column] = value
+        return t
+
+    return edit
+
+
+def _repeat_second(t: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([t, t.iloc[[1]]], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem", "form_no"),
+    [
+        pytest.param(_drop_first, "账本中有,表中缺少", 0, id="refund-missing-from-table"),
+        pytest.param(
+            _add_foreign, "表中有,账本中没有这张退款单", None, id="row-matching-no-refund"
+        ),
+        pytest.param(_set("金额", 1.0), "金额不一致", 1, id="amount"),
+        pytest.param(_set("订单号", "TK000"), "订单号不一致", 1, id="order-number"),
+        pytest.param(_set("开户行", "交通银行"), "开户行不一致", 1, id="bank"),
+        pytest.param(_repeat_second, "表中重复列出", 1, id="listed-twice"),
+    ],
+)
+def test_check_names_each_kind_of_difference(
+    tmp_path: Path,
+    edit: Callable[[pd.DataFrame], pd.DataFrame],
+    problem: str,
+    form_no: int | None,
+) -> None:
+    expected = _expected(tmp_path)
+    table = edit(expected)
+    issues = reconcile(table, total(table["金额"]), name="客服退单统计表", expected=expected)
+    want = "TKD20261131-999" if form_no is None else expected.iloc[form_no]["退单编号"]
+    assert issues[["退单编号", "问题"]].values.tolist() == [[want, problem]]
+
+
+def test_check_of_the_generated_table_is_empty(tmp_path: Path) -> None:
+    expected = _expected(tmp_path)
+    issues = reconcile(expected, total(expected["金额"]), name="客服退单统计表", expected=expected)
+    assert issues.empty
+
+
+def test_summary_gives_each_steps_median_and_90th_percentile_against_its_limit(
+    tmp_path: Path,
+) -> None:
+    workspace = workspace_with(tmp_path, month_of_refunds(10))
+    produce(workspace, NOVEMBER, now=AS_OF)
+    book = workspace.outbox("admin") / "月度退款报表-2026-11.xlsx"
+    summary = pd.read_excel(book, sheet_name="汇总", header=None, engine="calamine", dtype=object)
+    start = summary.index[summary[0] == "环节"][0]
+    steps = summary.iloc[start + 1 : start + 12, :7]
+    steps.columns = ["环节", "时限", "次数", "中位数", "p90", "超时", "时限内比例"]
+    by_step = {r["环节"]: r for _, r in steps.dropna(subset=["环节"]).iterrows()}
+    # ledgerfill's route: 8 min to fill, 40 at tech, 20 to forward, 60 at each finance role
+    for step, hours, limit in [
+        ("填写退款单", 0.13, "上报后10分钟内填好并提交"),
+        ("技术部核实", 0.67, "上报后24小时内全额退款"),
+        ("值班负责人提交财务", 0.33, "技术部返回后60分钟内提交财务"),
+        ("出纳初核", 1.0, "财务12小时内处理完毕"),
+        ("会计复核", 1.0, "财务12小时内处理完毕"),
+        ("财务总监审批", 1.0, "财务12小时内处理完毕"),
+        ("反馈用户(已退款)", 0.5, "上报后3个工作日内办结"),
+    ]:
+        row = by_step[step]
+        assert (row["时限"], row["次数"], row["超时"]) == (limit, 10, 0), step
+        assert float(row["中位数"]) == pytest.approx(hours, abs=0.01), step
+        assert float(row["p90"]) == pytest.approx(hours, abs=0.01), step
+        assert float(row["时限内比例"]) == 1.0
+    figures = summary.iloc[4:10, :4]
+    within = figures[figures[0] == "全部环节都在时限内"].iloc[0]
+    assert (within[1], float(within[3])) == (10, 1.0)
