@@ -15,6 +15,7 @@ import pytest
 from ledgerfill import Synthetic, add_refunds, month_of_refunds
 from refundflow import layout
 from refundflow.config import Config
+from refundflow.errors import FormReadError
 from refundflow.ledger import Ledger
 from refundflow.monthend import check_tables, produce
 from refundflow.monthly import Tables
@@ -226,3 +227,18 @@ def test_summary_gives_each_steps_median_and_90th_percentile_against_its_limit(
     figures = summary.iloc[4:10, :4]
     within = figures[figures[0] == "全部环节都在时限内"].iloc[0]
     assert (within[1], float(within[3])) == (10, 1.0)
+
+
+def test_a_table_whose_header_row_moved_is_refused_in_chinese(tmp_path: Path) -> None:
+    workspace = workspace_with(tmp_path, month_of_refunds(2))
+    produce(workspace, NOVEMBER, now=AS_OF)
+    path = workspace.outbox("cs") / "客服退单统计表-2026-11.xlsx"
+    book = openpyxl.load_workbook(path)
+    book.active.insert_rows(1)  # someone added a line above the title
+    book.save(path)
+    with pytest.raises(FormReadError) as info:
+        read_stats_table(path)
+    assert info.value.message == (
+        "客服退单统计表-2026-11.xlsx 不是退单统计表:第 3 行缺少列标题退单编号、订单号、开户行、金额"
+    )
+    assert info.value.hint == "请使用 refundflow 生成的统计表,不要在列标题上方插入或删除行"

@@ -22,6 +22,7 @@ import pandas as pd
 from . import layout
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES, Config
+from .errors import FormReadError
 from .layout import rc_to_cell
 from .ledger import EventRow, FormRow, Ledger, accepted_events_between, forms_submitted_between
 from .routing import (
@@ -393,6 +394,13 @@ class TableReadBack:
 def read_stats_table(path: Path) -> TableReadBack:
     """Read a statistics table the way administration's tools do (calamine: cached values)."""
     frame = pd.read_excel(path, engine="calamine", header=layout.STATS_HEADER_ROW - 1, dtype=object)
+    missing = [c for c in ("退单编号", "订单号", "开户行", "金额") if c not in frame.columns]
+    if missing:
+        raise FormReadError(
+            f"{path.name} 不是退单统计表:第 {layout.STATS_HEADER_ROW} 行缺少列标题"
+            f"{'、'.join(missing)}",
+            hint="请使用 refundflow 生成的统计表,不要在列标题上方插入或删除行",
+        )
     first = frame.columns[0]
     at_total = frame.index[frame[first].astype(str).str.strip() == layout.TOTAL_LABEL]
     total_row = None if len(at_total) == 0 else frame.loc[at_total[0]]
