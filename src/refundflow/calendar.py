@@ -21,6 +21,7 @@ class WorkCalendar:
         self._holidays = frozenset(config.holidays)
         self._over_holidays = config.report_due_over_holidays
         self._warned_years: set[int] = set()
+        self._answers: dict[dt.date, bool] = {}
 
     @property
     def fallback_years(self) -> tuple[int, ...]:
@@ -28,6 +29,13 @@ class WorkCalendar:
         return tuple(sorted(self._warned_years))
 
     def is_workday(self, day: dt.date) -> bool:
+        # A month's statistics ask about the same few dozen days tens of thousands of times.
+        known = self._answers.get(day)
+        if known is None:
+            known = self._answers[day] = self._is_workday(day)
+        return known
+
+    def _is_workday(self, day: dt.date) -> bool:
         if day in self._workdays:
             return True
         if day in self._holidays:
