@@ -411,3 +411,17 @@ def test_report_runs_while_the_watcher_holds_the_workspace(ws: Path) -> None:
         result = report(ws)
     assert result.exit_code == 0, result.output
     assert (ws / "outbox" / "admin" / BOOK_FILE).exists()
+
+
+def test_a_folder_that_cannot_be_written_is_said_in_chinese(ws: Path) -> None:
+    # root ignores permissions: a file where the archive folder should be stops it as well
+    shutil.rmtree(ws / "refundsheets" / "统计表")  # October's, made by the first November run
+    (ws / "refundsheets" / "统计表").write_text("not a folder", encoding="utf-8")
+    result = report(ws)
+    assert result.exit_code == 1
+    folder = ws.resolve() / "refundsheets" / "统计表" / "2026-11"
+    assert result.output == (
+        f"Error: 错误:生成 2026-11 月度统计表时出错(Not a directory)({folder})\n"
+        "处理办法:请检查该文件夹能否写入(磁盘空间、权限、同名文件),然后运行 "
+        "refundflow report --month 2026-11 重新生成;账本中的数据没有受影响\n"
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .calendar import WorkCalendar
-from .errors import storage_error
+from .errors import StorageError, os_problem
 from .ledger import Ledger, months_with_forms
 from .monthly import Tables, write_monthly
 from .reports import Month, collect, cs_table, finance_table, read_stats_table, reconcile, total
@@ -123,7 +123,12 @@ def produce(workspace: Workspace, month: Month, *, now: dt.datetime) -> ReportFi
                 _write_atomic(dest, made)
                 delivered.append(dest)
     except OSError as exc:
-        raise storage_error(exc, doing=f"生成 {month.label} 月度统计表") from exc
+        where = f"({exc.filename})" if exc.filename else ""
+        raise StorageError(
+            f"生成 {month.label} 月度统计表时{os_problem(exc)}{where}",
+            hint="请检查该文件夹能否写入(磁盘空间、权限、同名文件),然后运行 "
+            f"refundflow report --month {month.label} 重新生成;账本中的数据没有受影响",
+        ) from exc
     log.info("monthly statistics of %s written: %d refunds", month.label, len(cs))
     return ReportFiles(month, len(cs), total(cs["金额"]), len(issues), tuple(delivered))
 
