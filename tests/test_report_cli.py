@@ -425,3 +425,15 @@ def test_a_folder_that_cannot_be_written_is_said_in_chinese(ws: Path) -> None:
         "处理办法:请检查该文件夹能否写入(磁盘空间、权限、同名文件),然后运行 "
         "refundflow report --month 2026-11 重新生成;账本中的数据没有受影响\n"
     )
+
+
+def test_people_sheet_counts_forms_handling_time_and_late_hand_offs(ws: Path) -> None:
+    assert report(ws).exit_code == 0
+    frame = pd.read_excel(ws / "outbox" / "admin" / BOOK_FILE, sheet_name="人员", engine="calamine")
+    people = {
+        (r["经办人"], r["角色"]): (r["经办单数"], r["中位数(小时)"], r["超时交接"])
+        for _, r in frame.iterrows()
+    }
+    assert people[("赵六", "财务部出纳")] == (4, pytest.approx(1.02), 0)
+    assert people[("孙八", "财务总监")] == (3, pytest.approx(1.0), 1)  # the 15-hour refund
+    assert people[("王五", "技术部")] == (6, pytest.approx(0.55), 0)
