@@ -437,3 +437,10 @@ def test_people_sheet_counts_forms_handling_time_and_late_hand_offs(ws: Path) ->
     assert people[("赵六", "财务部出纳")] == (4, pytest.approx(1.02), 0)
     assert people[("孙八", "财务总监")] == (3, pytest.approx(1.0), 1)  # the 15-hour refund
     assert people[("王五", "技术部")] == (6, pytest.approx(0.55), 0)
+
+
+def test_report_refuses_a_month_that_has_not_begun(ws: Path) -> None:
+    result = report(ws, month="2027-01", now="2026-12-15 09:00")
+    assert result.exit_code == 2
+    assert "2027-01 还没有开始,没有可统计的退款单;请写已开始的月份,例如 2026-11" in result.output
+    assert not (ws / "outbox" / "admin" / "月度退款报表-2027-01.xlsx").exists()

@@ -523,13 +523,20 @@ def report(obj: dict[str, Any], root: Path, month: Month) -> None:
     月度退款报表-YYYY-MM.xlsx into the 行政部 folder; a copy of each is archived.
     Run it again to bring the files up to date.
     """
+    now = obj["clock"]()
+    if month.first > now.date():
+        raise click.BadParameter(
+            f"{month.label} 还没有开始,没有可统计的退款单;请写已开始的月份,例如 "
+            f"{Month.before(now.date()).label}",
+            param_hint="'--month'",
+        )
     with _errors():
         workspace = _workspace(root)
         calendar = WorkCalendar(workspace.config)
         due = calendar.statistics_due(month.next_first.year, month.next_first.month)
         # No workspace lock: it only reads the ledger and replaces whole files atomically, so
         # it runs beside the watcher (which is always running) without harm.
-        made = produce(workspace, month, now=obj["clock"]())
+        made = produce(workspace, month, now=now)
     _say_made(made, workspace.root)
     rule = (
         "遇双休日和法定节假日顺延" if workspace.config.report_due_over_holidays else "遇双休日顺延"
