@@ -8,8 +8,6 @@ finance, and one from October that must not show up.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from click.testing import CliRunner
 
 from refundflow.cli import cli
 
-from conftest import ROSTER, block, drop, edit_form, make_form, set_roster, take
+from conftest import ROSTER, block, drop, edit_form, make_form, take
 
 PEOPLE = {r: names[0] for r, names in ROSTER.items()}
 
@@ -149,12 +147,3 @@ def build_month(root: Path) -> dict[str, str]:
     """Run October's straggler and November's refunds; order number -> form number."""
     driver = Driver(root)
     return {p.order_no: driver.run(p) for p in (OCTOBER, *MONTH)}
-
-
-def copy_workspace(source: Path, dest: Path) -> Path:
-    shutil.copytree(source, dest, symlinks=True)
-    return dest
-
-
-Builder = Callable[[Path], dict[str, str]]
-__all__ = ["MONTH", "OCTOBER", "build_month", "copy_workspace", "set_roster"]
