@@ -1,5 +1,7 @@
 import datetime as dt
+import logging
 
+import chinese_calendar
 import pytest
 
 from refundflow.calendar import WorkCalendar
@@ -55,3 +57,50 @@ def test_monthly_statistics_are_due_on_the_first_postponed_past_weekends(
     year: int, month: int, day: dt.date
 ) -> None:
     assert WorkCalendar.monthly_submission_day(year, month) == day
+
+
+def _first_official_workday(year: int, month: int) -> dt.date:
+    """The library's own answer, to check ours against."""
+    day = dt.date(year, month, 1)
+    while not chinese_calendar.is_workday(day):
+        day += dt.timedelta(days=1)
+    return day
+
+
+@pytest.mark.parametrize(
+    ("year", "month", "due"),
+    [
+        pytest.param(2026, 8, dt.date(2026, 8, 3), id="1st-is-a-saturday"),
+        pytest.param(2026, 11, dt.date(2026, 11, 2), id="1st-is-a-sunday"),
+        pytest.param(2026, 10, dt.date(2026, 10, 8), id="1st-is-national-day"),
+        pytest.param(2026, 5, dt.date(2026, 5, 6), id="1st-is-labour-day"),
+        pytest.param(2017, 4, dt.date(2017, 4, 1), id="1st-is-a-make-up-saturday"),
+        pytest.param(2026, 12, dt.date(2026, 12, 1), id="1st-is-a-tuesday"),
+    ],
+)
+def test_statistics_are_due_on_the_first_working_day_of_the_month(
+    year: int, month: int, due: dt.date
+) -> None:
+    assert WorkCalendar(Config()).statistics_due(year, month) == due
+    assert _first_official_workday(year, month) == due
+
+
+def test_statistics_due_date_can_skip_weekends_only() -> None:
+    calendar = WorkCalendar(Config(report_due_over_holidays=False))
+    assert calendar.statistics_due(2026, 10) == dt.date(2026, 10, 1)  # a Thursday holiday
+    assert calendar.statistics_due(2017, 4) == dt.date(2017, 4, 3)  # the make-up Saturday too
+
+
+def test_statistics_due_date_follows_the_sites_overrides() -> None:
+    calendar = WorkCalendar(Config(holidays=(dt.date(2026, 12, 1),)))
+    assert calendar.statistics_due(2026, 12) == dt.date(2026, 12, 2)
+
+
+def test_a_year_without_holiday_data_falls_back_to_weekdays_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calendar = WorkCalendar(Config())
+    with caplog.at_level(logging.WARNING, logger="refundflow.calendar"):
+        assert calendar.statistics_due(2031, 3) == dt.date(2031, 3, 3)  # 1st is a Saturday
+    assert calendar.fallback_years == (2031,)
+    assert "no official holiday calendar for 2031" in caplog.text

@@ -153,3 +153,38 @@ def test_duty_lead_list_is_refused_pointing_at_the_cs_roster(tmp_path: Path) -> 
 def test_alert_command_is_a_list_of_arguments(value: str, argv: tuple[str, ...]) -> None:
     config = parse_config(tomllib.loads(f"alert_command = {value}\n"))
     assert config.alert_command == argv
+
+
+def test_report_keys_are_read(tmp_path: Path) -> None:
+    (tmp_path / "refundflow.toml").write_text(
+        '[report]\nfinance_compiler = "accountant"\nmask_mobile = false\n'
+        "due_over_holidays = false\n",
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path)
+    assert config.report_finance_compiler == "accountant"
+    assert config.report_mask_mobile is False
+    assert config.report_due_over_holidays is False
+    assert Config().report_mask_mobile and Config().report_due_over_holidays
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            'finance_compiler = "tech"',
+            "report.finance_compiler 应为财务部的角色之一(cashier、accountant、director),"
+            "现在是 'tech'",
+            id="not-finance",
+        ),
+        pytest.param(
+            'mask_mobile = "yes"', "report.mask_mobile 应为 true 或 false,现在是 'yes'", id="bool"
+        ),
+        pytest.param("compiler = 1", "report.compiler 是未知的统计报表配置项", id="unknown"),
+    ],
+)
+def test_bad_report_keys_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "refundflow.toml").write_text(f"[report]\n{text}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert message in info.value.message

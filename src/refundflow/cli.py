@@ -20,11 +20,12 @@ from typing import Any
 
 import click
 
-from .calendar import WorkCalendar
+from .calendar import Month, WorkCalendar
 from .config import CONFIG_FILE, ROLE_NAMES, load_config
 from .errors import RefundflowError, storage_error
 from .ledger import Ledger, breaches, iso
 from .ledgercheck import open_ledger
+from .monthend import ReportFiles, late_tables, produce, produce_due
 from .processor import Outcome, Processor, Result
 from .routing import STEP_NAMES, Step
 from .sandbox import ParserPool
@@ -240,6 +241,7 @@ def process(obj: dict[str, Any], root: Path) -> None:
             waiting = [name for name in watcher.pending() if name not in failures]
             pending = processor.pending_deliveries()
             Upkeep(workspace, processor.ledger).after_change(obj["clock"]())
+            _month_end(workspace, obj["clock"])
     if waiting:
         click.echo(f"仍在 inbox/ 中等待(文件未保存完或被占用,下次再处理):{'、'.join(waiting)}")
     if pending:
@@ -292,9 +294,15 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
                 incomplete_seconds=workspace.config.incomplete_seconds,
                 polling=polling,
             )
+
+            def month_end() -> None:
+                with busy:
+                    _month_end(workspace, obj["clock"])
+
+            month_end()
             retrying = threading.Thread(
                 target=_retry_deliveries,
-                args=(processor, busy, stop, workspace.config.rescan_seconds),
+                args=(processor, busy, stop, workspace.config.rescan_seconds, month_end),
                 name="refundflow-retry",
                 daemon=True,
             )
@@ -326,10 +334,16 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
 
 
 def _retry_deliveries(
-    processor: Processor, busy: threading.Lock, stop: threading.Event, every: float
+    processor: Processor,
+    busy: threading.Lock,
+    stop: threading.Event,
+    every: float,
+    month_end: Callable[[], None],
 ) -> None:
-    """Deliver again, every rescan interval, what a folder that could not be written held up."""
+    """Deliver again, every rescan interval, what a folder that could not be written held up;
+    and make last month's statistics when a month has just ended."""
     while not stop.wait(every):
+        month_end()
         try:
             with busy:
                 results = processor.retry_deliveries()
@@ -401,9 +415,12 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
             pending = ledger.pending_deliveries()
         finally:
             ledger.close()
+        late_months = late_tables(workspace, now=now)
     if as_json:
         click.echo(json.dumps([f.to_json() for f in forms], ensure_ascii=False, indent=2))
         return
+    for line in late_months:  # first, where people look: a month's tables not in by their due date
+        click.echo(line)
     if pending:
         click.echo("未能投递的文件(已存档,目标文件夹可写后自动补发):")
         for delivery in pending:
@@ -553,6 +570,87 @@ def handover(obj: dict[str, Any], root: Path, shift_name: str | None, day: dt.da
             ledger.close()
     span = f"{window.start:%Y-%m-%d %H:%M}-{window.end:%H:%M}"
     click.echo(f"已生成值班交接单 {_relative(path, workspace.root)}({window.shift.name} {span})")
+
+
+def _parse_month(_ctx: click.Context, _param: click.Parameter, value: str) -> Month:
+    try:
+        return Month.parse(value)
+    except ValueError:
+        raise click.BadParameter(f'"{value}" 不是月份,格式应为 YYYY-MM,例如 2026-11') from None
+
+
+def _say_made(files: ReportFiles, root: Path) -> None:
+    click.echo(
+        f"已生成 {files.month.label} 月度统计:{files.count} 张退款单,"
+        f"金额合计 {files.amount:,.2f} 元,核对问题 {files.issues} 处"
+    )
+    for path in files.delivered:
+        click.echo(f"  {_relative(path, root)}")
+
+
+def _month_end(workspace: Workspace, clock: Callable[[], dt.datetime]) -> None:
+    """The watcher's month-end hook: last month's statistics, once (see monthend.py)."""
+    try:
+        made = produce_due(workspace, now=clock())
+    except RefundflowError as exc:  # said, and tried again at the next pass
+        click.echo(f"错误:{exc.message}\n处理办法:{exc.hint}", err=True)
+        return
+    except Exception:  # a bug here must not stop the watcher handling inbox/
+        log.exception("making last month's statistics failed; trying again later")
+        click.echo(
+            "错误:生成上月统计表时出错\n处理办法:稍后会自动重试;也可以运行 refundflow -v report"
+            " --month YYYY-MM 查看原因,或联系维护人员",
+            err=True,
+        )
+        return
+    if made:
+        _say_made(made, workspace.root)
+
+
+@cli.command()
+@root_option
+@click.option(
+    "--month",
+    required=True,
+    callback=_parse_month,
+    metavar="YYYY-MM",
+    help="统计哪个月提交的退款单 (the month, by 提交日期)",
+)
+@click.pass_obj
+def report(obj: dict[str, Any], root: Path, month: Month) -> None:
+    """生成月度统计:客服/财务退单统计表和行政部月度退款报表 (monthly statistics).
+
+    Writes, from the ledger, 客服退单统计表-YYYY-MM.xlsx into the 客服部 folder,
+    财务退单统计表-YYYY-MM.xlsx into the finance compiler's folder and
+    月度退款报表-YYYY-MM.xlsx into the 行政部 folder; a copy of each is archived.
+    Run it again to bring the files up to date.
+    """
+    now = obj["clock"]()
+    if month.first > now.date():
+        raise click.BadParameter(
+            f"{month.label} 还没有开始,没有可统计的退款单;请写已开始的月份,例如 "
+            f"{Month.before(now.date()).label}",
+            param_hint="'--month'",
+        )
+    with _errors():
+        workspace = _workspace(root)
+        calendar = WorkCalendar(workspace.config)
+        due = calendar.statistics_due(month.next_first.year, month.next_first.month)
+        # No workspace lock: it only reads the ledger and replaces whole files atomically, so
+        # it runs beside the watcher (which is always running) without harm.
+        made = produce(workspace, month, now=now)
+    _say_made(made, workspace.root)
+    rule = (
+        "遇双休日和法定节假日顺延" if workspace.config.report_due_over_holidays else "遇双休日顺延"
+    )
+    click.echo(f"报送期限:{due:%Y-%m-%d}(每月1日,{rule})")
+    for year in calendar.fallback_years:
+        click.echo(
+            f"警告:日历库没有 {year} 年的法定节假日数据,报送期限只按周一至周五计算"
+            "\n处理办法:升级 chinese_calendar,"
+            "或在 refundflow.toml 的 [calendar] 中写明放假和调休日期",
+            err=True,
+        )
 
 
 @cli.command()

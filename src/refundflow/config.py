@@ -137,6 +137,10 @@ class Config:
     # The watcher writes each shift's handover sheet this long before the shift ends.
     handover_auto: bool = True
     handover_before_end_minutes: int = 30
+    # [report]: the monthly statistics (spec step 7).
+    report_finance_compiler: str = "cashier"  # whose outbox folder gets 财务退单统计表
+    report_mask_mobile: bool = True  # 138****8000 in administration's monthly workbook
+    report_due_over_holidays: bool = True  # due date also postponed past public holidays
 
     def in_roster(self, role: str, person: str) -> bool:
         """A role with no list (or an empty list) accepts anyone."""
@@ -190,6 +194,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         "alert_command",
         "alert_timeout_seconds",
         "handover",
+        "report",
     }
 
     def fail(key: str, problem: str) -> ConfigError:
@@ -370,6 +375,27 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None) -> Config:
         kwargs["parse_memory_mb"] = int(number("parse.memory_mb", parse["memory_mb"], minimum=64))
     if "max_file_mb" in parse:
         kwargs["max_file_mb"] = int(number("parse.max_file_mb", parse["max_file_mb"]))
+    report = table("report")
+    unknown_report = set(report) - {"finance_compiler", "mask_mobile", "due_over_holidays"}
+    if unknown_report:
+        raise fail(f"report.{sorted(unknown_report)[0]}", "是未知的统计报表配置项")
+    if "finance_compiler" in report:
+        finance_roles = ("cashier", "accountant", "director")
+        if report["finance_compiler"] not in finance_roles:
+            raise fail(
+                "report.finance_compiler",
+                f"应为财务部的角色之一({'、'.join(finance_roles)}),"
+                f"现在是 {report['finance_compiler']!r}",
+            )
+        kwargs["report_finance_compiler"] = report["finance_compiler"]
+    for key, attr in (
+        ("mask_mobile", "report_mask_mobile"),
+        ("due_over_holidays", "report_due_over_holidays"),
+    ):
+        if key in report:
+            if not isinstance(report[key], bool):
+                raise fail(f"report.{key}", f"应为 true 或 false,现在是 {report[key]!r}")
+            kwargs[attr] = report[key]
     return Config(**kwargs)
 
 
@@ -472,6 +498,13 @@ DEFAULT_CONFIG_TEXT = """\
 # stable_seconds = 2         # 文件大小和修改时间保持不变多少秒后才处理
 # rescan_seconds = 60        # 定期全量扫描的间隔
 # incomplete_seconds = 60    # 仍在写入或不完整的文件,最后变动后最多等待多少秒再按损坏退回
+
+# 月度统计 (monthly statistics: refundflow report, and the watcher after each month's end)
+[report]
+# 财务退单统计表放入哪个财务角色的文件夹 (finance role whose folder gets the finance table)
+# finance_compiler = "cashier"   # cashier / accountant / director
+# mask_mobile = true             # 行政部月度报表中手机号显示为 138****8000(两张统计表保留完整号码)
+# due_over_holidays = true       # 报送日遇法定节假日也顺延(按国家调休安排);false 只顺延双休日
 
 # 解析不可信文件的限制 (limits for parsing untrusted files in a child process)
 [parse]

@@ -219,3 +219,10 @@ STATS_DATA_ROWS = 20
 STATS_TOTAL_ROW = STATS_FIRST_DATA_ROW + STATS_DATA_ROWS
 """1-based row of the 合计 row (TOTAL_LABEL in column A, SUM under 金额)."""
 STATS_AMOUNT_COLUMN = "金额"
+
+
+def stats_cells(data_rows: int) -> dict[str, str]:
+    """STATS_CELLS for a table with ``data_rows`` data rows: the footer moves down with 合计."""
+    row, col = cell_to_rc(STATS_CELLS["approver"])
+    moved = rc_to_cell(row + data_rows - STATS_DATA_ROWS, col)
+    return {**STATS_CELLS, "approver": moved}

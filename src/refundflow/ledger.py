@@ -744,3 +744,38 @@ def copy_breaches(ledger: Ledger, source: Path) -> int:
         return int(cur.rowcount)
     finally:
         db.execute("DETACH DATABASE old")
+
+
+# ---- read-only queries for the monthly statistics (reports.py) ------------------------------
+
+# 提交日期 of a form: the 时间 its submitter wrote, else when it was reported, else received.
+_SUBMITTED = (
+    "COALESCE(NULLIF(json_extract(snapshot, '$.submitted_at'), ''), reported_at, created_at)"
+)
+
+
+def forms_submitted_between(ledger: Ledger, start: dt.date, end: dt.date) -> list[FormRow]:
+    """Forms whose 提交日期 falls in ``[start, end)``, in order of that date."""
+    rows = ledger._db.execute(
+        f"SELECT * FROM forms WHERE {_SUBMITTED} >= ? AND {_SUBMITTED} < ?"
+        f" ORDER BY {_SUBMITTED}, form_no",
+        (start.isoformat(), end.isoformat()),
+    ).fetchall()
+    return [_form_row(r) for r in rows]
+
+
+def accepted_events_between(ledger: Ledger, start: dt.date, end: dt.date) -> list[EventRow]:
+    """The accepted hand-offs of the forms :func:`forms_submitted_between` returns, by id."""
+    rows = ledger._db.execute(
+        "SELECT * FROM events WHERE kind = 'accepted' AND form_no IN"
+        f" (SELECT form_no FROM forms WHERE {_SUBMITTED} >= ? AND {_SUBMITTED} < ?)"
+        " ORDER BY id",
+        (start.isoformat(), end.isoformat()),
+    ).fetchall()
+    return [_event_row(r) for r in rows]
+
+
+def months_with_forms(ledger: Ledger) -> list[str]:
+    """Every ``YYYY-MM`` in which some form's 提交日期 falls, in order."""
+    rows = ledger._db.execute(f"SELECT DISTINCT substr({_SUBMITTED}, 1, 7) FROM forms ORDER BY 1")
+    return [r[0] for r in rows.fetchall()]

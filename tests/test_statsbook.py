@@ -1,0 +1,244 @@
+"""The statistics tables and the monthly workbook from synthetic ledgers: long months, text
+people typed, a refund that skipped a step, a table whose 合计 was tampered with."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from ledgerfill import Synthetic, add_refunds, month_of_refunds
+from refundflow import layout
+from refundflow.config import Config
+from refundflow.errors import FormReadError
+from refundflow.ledger import Ledger
+from refundflow.monthend import check_tables, produce
+from refundflow.monthly import Tables
+from refundflow.reports import (
+    Month,
+    collect,
+    cs_table,
+    finance_table,
+    read_stats_table,
+    reconcile,
+    total,
+)
+from refundflow.routing import Step
+from refundflow.workspace import Workspace, init_workspace
+
+NOVEMBER = Month(2026, 11)
+AS_OF = dt.datetime(2026, 12, 1, 8, 0)
+
+
+def workspace_with(tmp_path: Path, refunds: list[Synthetic]) -> Workspace:
+    workspace = Workspace(tmp_path / "ws", Config())
+    init_workspace(workspace)
+    ledger = Ledger(workspace.ledger_path)
+    try:
+        add_refunds(ledger, refunds)
+    finally:
+        ledger.close()
+    return workspace
+
+
+def test_a_month_longer_than_the_template_comes_out_whole(tmp_path: Path) -> None:
+    refunds = month_of_refunds(45)
+    workspace = workspace_with(tmp_path, refunds)
+    produce(workspace, NOVEMBER, now=AS_OF)
+    path = workspace.outbox("cs") / "客服退单统计表-2026-11.xlsx"
+    book = openpyxl.load_workbook(path)
+    sheet = book.active
+    first = layout.STATS_FIRST_DATA_ROW
+    total_row = first + 45
+    assert [sheet.cell(first + i, 1).value for i in range(45)] == list(range(1, 46))
+    assert sheet.cell(total_row, 1).value == layout.TOTAL_LABEL
+    assert sheet.cell(total_row, 7).value == f"=SUM(G{first}:G{total_row - 1})"
+    assert book.defined_names["approver"].attr_text == f"'客服退单统计表'!$J${total_row + 2}"
+    assert sheet.cell(total_row + 2, 9).value == "审批人"
+    # the print setup of the template: A4 landscape, titles on every page, never shrunk to
+    # fit the length of the month
+    assert sheet.page_setup.orientation == "landscape"
+    assert sheet.page_setup.paperSize == 9
+    assert sheet.print_title_rows == f"${layout.STATS_HEADER_ROW}:${layout.STATS_HEADER_ROW}"
+    assert sheet.page_setup.fitToHeight == 0
+    back = read_stats_table(path)  # calamine: the cached value of the SUM
+    want = sum((Decimal(r.amount) for r in refunds), Decimal(0))
+    assert Decimal(str(back.total)).quantize(Decimal("0.01")) == want
+    assert len(back.rows) == 45
+
+
+def test_text_people_typed_stays_text_in_the_tables_and_the_workbook(tmp_path: Path) -> None:
+    typed = '=HYPERLINK("http://example.com","点这里")'
+    refunds = [
+        Synthetic("TKD20261103-001", "TK1", dt.datetime(2026, 11, 3, 9), "10.00",
+                  bank="+1", customer_request=typed),
+    ]  # fmt: skip
+    workspace = workspace_with(tmp_path, refunds)
+    produce(workspace, NOVEMBER, now=AS_OF)
+    cs = openpyxl.load_workbook(workspace.outbox("cs") / "客服退单统计表-2026-11.xlsx").active
+    bank = cs.cell(layout.STATS_FIRST_DATA_ROW, layout.CS_STATS_COLUMNS.index("开户行") + 1)
+    assert (bank.value, bank.data_type) == ("+1", "s")
+    detail = openpyxl.load_workbook(workspace.outbox("admin") / "月度退款报表-2026-11.xlsx")["明细"]
+    header = [c.value for c in detail[1]]
+    request = detail.cell(2, header.index("客户意见") + 1)
+    assert (request.value, request.data_type) == (typed, "s")
+
+
+def test_a_refund_that_skipped_a_step_is_named_in_the_check_sheet(tmp_path: Path) -> None:
+    skipped = Synthetic(
+        "TKD20261104-001", "TK2", dt.datetime(2026, 11, 4, 9), "20.00",
+        skip=frozenset({Step.AT_ACCOUNTANT}),
+    )  # fmt: skip
+    workspace = workspace_with(tmp_path, [*month_of_refunds(3), skipped])
+    produce(workspace, NOVEMBER, now=AS_OF)
+    book = workspace.outbox("admin") / "月度退款报表-2026-11.xlsx"
+    check = pd.read_excel(book, sheet_name="核对", header=2, engine="calamine", dtype=str)
+    assert check[["表", "退单编号", "问题"]].to_dict("records") == [
+        {"表": "账本", "退单编号": "TKD20261104-001", "问题": "未经过必经环节:会计复核"}
+    ]
+    sheet = openpyxl.load_workbook(book)["核对"]
+    assert sheet["A1"].value == "核对发现 1 处问题,逐条列在下面:"
+
+
+@pytest.mark.parametrize(
+    ("formula", "problem"),
+    [
+        pytest.param(None, None, id="plain-sum-without-cached-value-agrees"),
+        pytest.param("=SUM(G4:G5)", "合计与各行金额之和不符", id="sum-over-part-of-the-rows"),
+        pytest.param(999.0, "合计与各行金额之和不符", id="total-typed-over"),
+    ],
+)
+def test_a_tampered_total_is_found(
+    tmp_path: Path, formula: str | float | None, problem: str | None
+) -> None:
+    workspace = workspace_with(tmp_path, month_of_refunds(3))
+    produce(workspace, NOVEMBER, now=AS_OF)
+    cs_file = workspace.outbox("cs") / "客服退单统计表-2026-11.xlsx"
+    fin_file = workspace.outbox(Config().report_finance_compiler) / "财务退单统计表-2026-11.xlsx"
+    book = openpyxl.load_workbook(cs_file)  # openpyxl keeps formulas, drops cached values
+    if formula is not None:
+        book.active.cell(layout.STATS_TOTAL_ROW, 7).value = formula
+    book.save(cs_file)
+    ledger = Ledger(workspace.ledger_path)
+    try:
+        data = collect(ledger, NOVEMBER, as_of=AS_OF, config=Config())
+    finally:
+        ledger.close()
+    issues = check_tables(
+        cs_file, fin_file, Tables(cs_table(data), finance_table(data), pd.DataFrame())
+    )
+    assert list(issues["问题"]) == ([problem] if problem else [])
+
+
+def _expected(tmp_path: Path) -> pd.DataFrame:
+    workspace = workspace_with(tmp_path, month_of_refunds(4))
+    ledger = Ledger(workspace.ledger_path)
+    try:
+        return cs_table(collect(ledger, NOVEMBER, as_of=AS_OF, config=Config()))
+    finally:
+        ledger.close()
+
+
+def _drop_first(t: pd.DataFrame) -> pd.DataFrame:
+    return t.iloc[1:]
+
+
+def _add_foreign(t: pd.DataFrame) -> pd.DataFrame:
+    extra = t.iloc[[0]].assign(退单编号="TKD20261131-999", 金额=5.0)
+    return pd.concat([t, extra], ignore_index=True)
+
+
+def _set(column: str, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def edit(t: pd.DataFrame) -> pd.DataFrame:
+        t = t.copy()
+        t.loc[1, column] = value
+        return t
+
+    return edit
+
+
+def _repeat_second(t: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([t, t.iloc[[1]]], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem", "form_no"),
+    [
+        pytest.param(_drop_first, "账本中有,表中缺少", 0, id="refund-missing-from-table"),
+        pytest.param(
+            _add_foreign, "表中有,账本中没有这张退款单", None, id="row-matching-no-refund"
+        ),
+        pytest.param(_set("金额", 1.0), "金额不一致", 1, id="amount"),
+        pytest.param(_set("订单号", "TK000"), "订单号不一致", 1, id="order-number"),
+        pytest.param(_set("开户行", "交通银行"), "开户行不一致", 1, id="bank"),
+        pytest.param(_repeat_second, "表中重复列出", 1, id="listed-twice"),
+    ],
+)
+def test_check_names_each_kind_of_difference(
+    tmp_path: Path,
+    edit: Callable[[pd.DataFrame], pd.DataFrame],
+    problem: str,
+    form_no: int | None,
+) -> None:
+    expected = _expected(tmp_path)
+    table = edit(expected)
+    issues = reconcile(table, total(table["金额"]), name="客服退单统计表", expected=expected)
+    want = "TKD20261131-999" if form_no is None else expected.iloc[form_no]["退单编号"]
+    assert issues[["退单编号", "问题"]].values.tolist() == [[want, problem]]
+
+
+def test_check_of_the_generated_table_is_empty(tmp_path: Path) -> None:
+    expected = _expected(tmp_path)
+    issues = reconcile(expected, total(expected["金额"]), name="客服退单统计表", expected=expected)
+    assert issues.empty
+
+
+def test_summary_gives_each_steps_median_and_90th_percentile_against_its_limit(
+    tmp_path: Path,
+) -> None:
+    workspace = workspace_with(tmp_path, month_of_refunds(10))
+    produce(workspace, NOVEMBER, now=AS_OF)
+    book = workspace.outbox("admin") / "月度退款报表-2026-11.xlsx"
+    summary = pd.read_excel(book, sheet_name="汇总", header=None, engine="calamine", dtype=object)
+    start = summary.index[summary[0] == "环节"][0]
+    steps = summary.iloc[start + 1 : start + 12, :7]
+    steps.columns = ["环节", "时限", "次数", "中位数", "p90", "超时", "时限内比例"]
+    by_step = {r["环节"]: r for _, r in steps.dropna(subset=["环节"]).iterrows()}
+    # ledgerfill's route: 8 min to fill, 40 at tech, 20 to forward, 60 at each finance role
+    for step, hours, limit in [
+        ("填写退款单", 0.13, "上报后10分钟内填好并提交"),
+        ("技术部核实", 0.67, "上报后24小时内全额退款"),
+        ("值班负责人提交财务", 0.33, "技术部返回后60分钟内提交财务"),
+        ("出纳初核", 1.0, "财务12小时内处理完毕"),
+        ("会计复核", 1.0, "财务12小时内处理完毕"),
+        ("财务总监审批", 1.0, "财务12小时内处理完毕"),
+        ("反馈用户(已退款)", 0.5, "上报后3个工作日内办结"),
+    ]:
+        row = by_step[step]
+        assert (row["时限"], row["次数"], row["超时"]) == (limit, 10, 0), step
+        assert float(row["中位数"]) == pytest.approx(hours, abs=0.01), step
+        assert float(row["p90"]) == pytest.approx(hours, abs=0.01), step
+        assert float(row["时限内比例"]) == 1.0
+    figures = summary.iloc[4:10, :4]
+    within = figures[figures[0] == "全部环节都在时限内"].iloc[0]
+    assert (within[1], float(within[3])) == (10, 1.0)
+
+
+def test_a_table_whose_header_row_moved_is_refused_in_chinese(tmp_path: Path) -> None:
+    workspace = workspace_with(tmp_path, month_of_refunds(2))
+    produce(workspace, NOVEMBER, now=AS_OF)
+    path = workspace.outbox("cs") / "客服退单统计表-2026-11.xlsx"
+    book = openpyxl.load_workbook(path)
+    book.active.insert_rows(1)  # someone added a line above the title
+    book.save(path)
+    with pytest.raises(FormReadError) as info:
+        read_stats_table(path)
+    assert info.value.message == (
+        "客服退单统计表-2026-11.xlsx 不是退单统计表:第 3 行缺少列标题退单编号、订单号、开户行、金额"
+    )
+    assert info.value.hint == "请使用 refundflow 生成的统计表,不要在列标题上方插入或删除行"
