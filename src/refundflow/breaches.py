@@ -32,6 +32,7 @@ from .calendar import WorkCalendar
 from .config import ROLE_NAMES, Config
 from .ledger import (
     BreachRow,
+    EventKind,
     EventRow,
     FormRow,
     Ledger,
@@ -94,7 +95,7 @@ class Span:
 
 
 def _moves(events: Sequence[EventRow]) -> list[EventRow]:
-    return [e for e in events if e.kind == "accepted" and e.to_step]
+    return [e for e in events if e.kind == EventKind.ACCEPTED and e.to_step]
 
 
 def step_at(events: Sequence[EventRow], moment: dt.datetime) -> Step | None:

@@ -30,7 +30,7 @@ from .breaches import rule_text, spans, step_at
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES, Config, Shift
 from .errors import Reason, RefundflowError
-from .ledger import EventRow, FormRow, Ledger, forms_active_since
+from .ledger import EventKind, EventRow, FormRow, Ledger, forms_active_since
 from .routing import STAMP_FINANCE, STEP_NAMES, WAITING_ON, Step
 from .templates import HANDOVER_WIDTHS, write_handover_template
 from .workspace import Workspace
@@ -121,7 +121,7 @@ def _facts(row: FormRow) -> str:
 
 
 def _moves(events: Sequence[EventRow], start: dt.datetime, end: dt.datetime) -> list[EventRow]:
-    return [e for e in events if e.kind == "accepted" and e.to_step and start <= e.at < end]
+    return [e for e in events if e.kind == EventKind.ACCEPTED and e.to_step and start <= e.at < end]
 
 
 def _follow_up(

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from .archive import next_sequence
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     at         TEXT NOT NULL,
     form_no    TEXT,
-    kind       TEXT NOT NULL,             -- accepted | returned | rejected | duplicate | stale
+    kind       TEXT NOT NULL,             -- EventKind: accepted | returned | rejected | duplicate
     from_step  TEXT,
     to_step    TEXT,
     from_role  TEXT,
@@ -120,6 +121,15 @@ ARRIVAL = "arrival_seq"
 # Waiting this long for another program's write lock at start is enough to tell "busy" from
 # "locked by someone": our own processes never hold it long, and they hold the workspace lock.
 START_BUSY_MS = 3000
+
+
+class EventKind(StrEnum):
+    """What happened to one received file (events.kind)."""
+
+    ACCEPTED = "accepted"  # the form moved on (or closed)
+    RETURNED = "returned"  # a form with problems went back to whoever must fix them
+    REJECTED = "rejected"  # not a form we can take: outbox/rejected/ with a reason
+    DUPLICATE = "duplicate"  # the very same bytes again
 
 
 def iso(moment: dt.datetime | None) -> str | None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import shutil
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,17 +33,15 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
+from . import replies
 from .archive import (
     ORPHANS,
     RECEIVED,
     SENT,
-    SUPERSEDED,
     archive_path,
     archived_files,
     form_numbers_sent,
     free_names,
-    numbered,
-    place_exact,
     place_new,
     remove_partial_writes,
     safe_name,
@@ -54,7 +51,8 @@ from .archive import (
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES, UNCHECKED_SIGNER
 from .copytoken import CopyKey
-from .errors import FileRejected, Reason, StorageError, os_problem, storage_error
+from .delivery import Deliverer, shown
+from .errors import FileRejected, Reason, StorageError, storage_error
 from .forms import FieldProblem, FormReading, RefundForm, read_form
 from .inboxfile import (
     HOLD_SUFFIX,
@@ -66,7 +64,6 @@ from .inboxfile import (
     put_back,
     read_dropped,
     remove_entry,
-    remove_if_unchanged,
     sha256_of,
     take_aside,
 )
@@ -74,12 +71,24 @@ from .layout import (
     BLOCK_FIELDS,
     COPY_TOKEN_LABEL,
     FIELDS_BY_NAME,
-    REFUND_TEMPLATE_FILE,
     TEMPLATE_VERSION,
     VERSION_PROPERTY,
 )
-from .ledger import Delivery, FormRow, FormUpdate, Ledger, NewEvent, Receipt, iso
+from .ledger import Delivery, EventKind, FormRow, FormUpdate, Ledger, NewEvent, Receipt
 from .ledgercheck import open_ledger, unrecorded
+from .replies import (
+    ENTRY_TEXTS,
+    FINANCE_RETURNED_CHOICES,
+    HISTORY_HEADER,
+    MARK_RESTORED,
+    REPLY_SUFFIX,
+    RETURN_HEADER,
+    history_row,
+    how_to_fix,
+    reply_text,
+    returned_name,
+    typed_note,
+)
 from .routing import (
     FINANCE_ROLES,
     STAMP_FINANCE,
@@ -97,16 +106,6 @@ from .workspace import Workspace
 from .xlsxpatch import Patch, PatchError, apply_patch
 
 log = logging.getLogger(__name__)
-
-FINANCE_RETURNED_CHOICES = (
-    "客服部可二选一:款项到账等问题解决后,清空财务各栏、由值班负责人重新审批,"
-    "放回 inbox 重新提交财务;或不作修改放回 inbox,反馈用户后转行政部。"
-)
-MARK_RESTORED = "缺少模板版本标记,按当前模板读取,已补回"
-HISTORY_HEADER = ("时间", "环节", "从", "到", "经办人", "文件", "备注")
-RETURN_HEADER = ("序号", "项目", "单元格", "问题", "如何修改")
-REPLY_SUFFIX = ".退回原因.txt"
-DEFAULT_HINT = f"请用 templates/{REFUND_TEMPLATE_FILE} 填写后重新放入 inbox 文件夹。"
 
 
 class Outcome(StrEnum):
@@ -146,6 +145,31 @@ class _Plan:
     take_away: list[tuple[Path, str]] = field(default_factory=list)
 
 
+@dataclass
+class _Intake:
+    """One readable file on its way through the gates, and what each gate learned of it."""
+
+    name: str
+    data: bytes | None  # None: over the size limit, never read
+    sha: str
+    now: dt.datetime
+    reading: FormReading | None = None  # set by the read gate
+    row: FormRow | None = None  # what the ledger knows of the form's number, if anything
+    step: Step = Step.NEW  # the step the form is at, by the ledger
+    supersedes: str | None = None  # the order's earlier form, closed as returned
+    resubmitted: bool = False  # finance returned it; customer service sends it again
+
+    @property
+    def content(self) -> bytes:
+        assert self.data is not None, "a file over the size limit never reaches the gates"
+        return self.data
+
+    @property
+    def form(self) -> RefundForm:
+        assert self.reading is not None, "the read gate runs first"
+        return self.reading.form
+
+
 class Processor:
     def __init__(
         self,
@@ -166,6 +190,7 @@ class Processor:
         self.calendar = WorkCalendar(self.config)
         self.copy_key = CopyKey.load_or_create(workspace.sheets, now=clock())
         self._deliver = deliver  # False while rebuilding: the copies were delivered long ago
+        self.deliverer = Deliverer(workspace, self.ledger, enabled=deliver)
         # Form numbers our routed copies carry in the archive: never given again, even if the
         # ledger lost their record. Read at the first new form, after recover() set aside the
         # copies of an interrupted attempt. Not while rebuilding: it gives the same numbers.
@@ -207,7 +232,7 @@ class Processor:
 
     def _finish_receipt(self, receipt: Receipt, message: str) -> Result:
         in_inbox = receipt.state == "committed"  # 'delivering': the inbox part is done
-        delivered, failed = self._finish(
+        delivered, failed = self.deliverer.finish(
             receipt.id, self.ws.inbox / receipt.name, receipt.sha, None, in_inbox=in_inbox
         )
         if failed:
@@ -370,11 +395,11 @@ class Processor:
         if kind is EntryKind.FILE:  # replaced by a plain file meanwhile: read it next pass
             put_back(hold, path)
             return Result(Outcome.WAITING, path.name, "文件刚被替换,稍后再处理")
-        what, hint, done = _ENTRY_TEXTS[kind]
+        what, hint, done = ENTRY_TEXTS[kind]
         now = self.clock()
         base = next(free_names(self.ws.rejected / safe_name(path.name), REPLY_SUFFIX))
         reply = base.with_name(base.name + REPLY_SUFFIX)
-        place_new(reply, _reply_text(path.name, now, what, hint, kept=done), durable=False)
+        place_new(reply, reply_text(path.name, now, what, hint, kept=done), durable=False)
         if kind is EntryKind.DIRECTORY:
             put_back(hold, base)  # the folder, whole, next to its reply
         else:
@@ -392,83 +417,87 @@ class Processor:
         *,
         while_reading: Callable[[], object] | None = None,
     ) -> _Plan:
-        # Callers have checked the size limit before reading (see _too_large).
-        sniffed = sniff(data, name=name)
-        if not sniffed.accepted:
-            return self._reject(
-                name, sha, now, data, sniffed.description, sniffed.hint, sniffed.reason
+        """The gates a file passes, in order: the first that answers decides.
+
+        The size limit was checked before the file was read (see :meth:`_too_large`).
+        """
+        intake = _Intake(name, data, sha, now)
+        try:
+            return (
+                self.check_kind(intake)
+                or self.read(intake, while_reading)
+                or self.check_closed(intake)
+                or self.check_foreign_number(intake)
+                or self.check_stale(intake)
+                or self.check_fields(intake)
+                or self.plan_hand_off(intake)
             )
-        try:
-            reading = self.pool.run(read_form, data, while_waiting=while_reading)
-        except FileRejected as exc:
-            return self._reject(name, sha, now, data, exc.message, exc.hint, exc.reason)
-        try:
-            return self._route_known(name, data, sha, now, reading)
         except PatchError as exc:
             # Readable, but our sheets cannot be written into it (e.g. 编号 holds a formula).
-            return self._reject(name, sha, now, data, exc.message, exc.hint, exc.reason)
+            return self._reject(intake, exc.message, exc.hint, exc.reason)
 
-    def _route_known(
-        self, name: str, data: bytes, sha: str, now: dt.datetime, reading: FormReading
-    ) -> _Plan:
-        """Route a readable refund form according to the ledger's view of it."""
-        form = reading.form
-        row = self.ledger.form(form.form_no) if form.form_no else None
-        if row is None:
-            return self._route(name, data, sha, now, reading, Step.NEW, None)
-        step = Step(row.step)
-        if step is Step.CLOSED:
-            return self._reject(
-                name,
-                sha,
-                now,
-                data,
-                f"退款单 {row.form_no} 已于 {row.closed_at:%Y-%m-%d %H:%M} 办结归档,不再接收。",
-                "如需更正,请联系行政部。",
-                Reason.FORM_CLOSED,
-            )
-        stale = self.ledger.sent_copy(sha)
-        if form.order_no and row.order_no and form.order_no != row.order_no and stale is None:
-            # Another form's number typed (or copied) into a new form: its filer must fix it.
-            message = (
-                f"编号 {row.form_no} 已是另一张退款单(订单号 {row.order_no})的编号,"
-                f"与本单的订单号 {form.order_no} 不符"
-            )
-            foreign = FieldProblem(
-                "form_no",
-                "编号",
-                form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell),
-                Reason.FOREIGN_FORM_NO,
-                message,
-            )
-            # A new form to its filer, not a step of the other form: that form is left alone.
-            return self._plan_return(name, data, sha, now, reading, [foreign], Step.NEW, "cs")
-        is_stale = (stale is not None and sha != row.last_sent_sha) or (
+    def check_kind(self, intake: _Intake) -> _Plan | None:
+        """Only an xlsx workbook goes on; anything else is answered by what it is."""
+        sniffed = sniff(intake.content, name=intake.name)
+        if sniffed.accepted:
+            return None
+        return self._reject(intake, sniffed.description, sniffed.hint, sniffed.reason)
+
+    def read(self, intake: _Intake, while_reading: Callable[[], object] | None) -> _Plan | None:
+        """Read the form in the sandboxed worker; find what the ledger knows of its number."""
+        try:
+            intake.reading = self.pool.run(read_form, intake.data, while_waiting=while_reading)
+        except FileRejected as exc:
+            return self._reject(intake, exc.message, exc.hint, exc.reason)
+        form_no = intake.reading.form.form_no
+        intake.row = self.ledger.form(form_no) if form_no else None
+        intake.step = Step(intake.row.step) if intake.row else Step.NEW
+        return None
+
+    def check_closed(self, intake: _Intake) -> _Plan | None:
+        """A closed form takes nothing more."""
+        row = intake.row
+        if row is None or intake.step is not Step.CLOSED:
+            return None
+        what, hint = replies.closed_form(row.form_no, row.closed_at)
+        return self._reject(intake, what, hint, Reason.FORM_CLOSED)
+
+    def check_foreign_number(self, intake: _Intake) -> _Plan | None:
+        """Another form's number in a new form goes back to its filer; that form is left alone."""
+        row, form = intake.row, intake.form
+        if (
+            row is None
+            or not (form.order_no and row.order_no and form.order_no != row.order_no)
+            or self.ledger.sent_copy(intake.sha) is not None
+        ):
+            return None
+        foreign = FieldProblem(
+            "form_no",
+            "编号",
+            form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell),
+            Reason.FOREIGN_FORM_NO,
+            replies.foreign_form_no(row.form_no, row.order_no, form.order_no or ""),
+        )
+        intake.step = Step.NEW
+        return self._plan_return(intake, [foreign], "cs")
+
+    def check_stale(self, intake: _Intake) -> _Plan | None:
+        """An earlier copy, or one that cannot prove it is the copy we delivered last."""
+        row, reading = intake.row, intake.reading
+        if row is None or reading is None:
+            return None
+        sent = self.ledger.sent_copy(intake.sha)
+        old = (sent is not None and intake.sha != row.last_sent_sha) or (
             reading.history_rows is not None and reading.history_rows < row.transitions
         )
-        if is_stale or not self._is_current_copy(row, reading):
-            copies = self.ledger.form_copies(row.form_no)
-            current = _shown(Path(copies[0][0]), self.ws.root) if copies else row.form_no
-            what = f"这是退款单 {row.form_no} 的旧副本;该单已流转到「{STEP_NAMES[step]}」。"
-            if not is_stale:
-                problem = "不符" if reading.copy_token else "缺失"
-                what = (
-                    f"这不是最近一次发出的退款单 {row.form_no}"
-                    f"(流转记录中的{COPY_TOKEN_LABEL[:-1]}{problem});"
-                    f"该单正处于「{STEP_NAMES[step]}」。"
-                )
-            return self._reject(
-                name,
-                sha,
-                now,
-                data,
-                what,
-                f"请使用最新的文件({current}),不要重复提交旧文件,"
-                "也不要删除其中的「流转记录」工作表。",
-                Reason.STALE_COPY,
-                form_no=row.form_no,
-            )
-        return self._route(name, data, sha, now, reading, step, row.snapshot)
+        if not old and self._is_current_copy(row, reading):
+            return None
+        copies = self.ledger.form_copies(row.form_no)
+        current = shown(Path(copies[0][0]), self.ws.root) if copies else row.form_no
+        what, hint = replies.stale_copy(
+            row.form_no, intake.step, current, token=reading.copy_token, old=old
+        )
+        return self._reject(intake, what, hint, Reason.STALE_COPY, form_no=row.form_no)
 
     def _is_current_copy(self, row: FormRow, reading: FormReading) -> bool:
         """Does the file carry the token of the copy we delivered last?
@@ -484,87 +513,52 @@ class Processor:
         # No token: fine where the person fills a block, and for copies sent before tokens.
         return Step(row.step) not in UNSIGNED_STEPS or row.step_since < self.copy_key.created
 
-    def _route(
-        self,
-        name: str,
-        data: bytes,
-        sha: str,
-        now: dt.datetime,
-        reading: FormReading,
-        step: Step,
-        snapshot: dict[str, str] | None,
-    ) -> _Plan:
-        form = reading.form
+    def check_fields(self, intake: _Intake) -> _Plan | None:
+        """Validate the fields due at this step; problems go back to whoever must fix them."""
+        form, step = intake.form, intake.step
+        snapshot = intake.row.snapshot if intake.row else None
         owner = None
-        supersedes: str | None = None
         if step is Step.NEW and form.order_no:
             other = self.ledger.form_by_order(form.order_no)
             if other is not None and self._closed_as_returned(other):
-                supersedes = other.form_no  # a new application for the same order: linked
+                intake.supersedes = other.form_no  # a new application for the order: linked
             elif other is not None:
                 owner = (other.form_no, Step(other.step))
-        resubmitted = step is Step.FINANCE_RETURNED and _finance_cleared(form, snapshot)
+        intake.resubmitted = step is Step.FINANCE_RETURNED and _finance_cleared(form, snapshot)
         ctx = Context(
             step=step,
-            now=now,
+            now=intake.now,
             config=self.config,
             snapshot=snapshot,
             order_owner=owner,
-            resubmission=resubmitted,
+            resubmission=intake.resubmitted,
         )
-        problems = validate(form, reading.problems, ctx)
-        if problems:
-            return self._plan_return(
-                name, data, sha, now, reading, problems, step, WAITING_ON[step] or "cs"
-            )
-        form_no = form.form_no if step is not Step.NEW else None
+        problems = validate(form, intake.reading.problems if intake.reading else (), ctx)
+        if not problems:
+            return None
+        return self._plan_return(intake, problems, WAITING_ON[step] or "cs")
+
+    def plan_hand_off(self, intake: _Intake) -> _Plan:
+        """The form moves on: number it, note what happened, and make the routed copy."""
+        form, step, now, name = intake.form, intake.step, intake.now, intake.name
         approvals = {b: form.blocks[b].approval for b in form.blocks}
-        move = next_step(step, approvals, form.amount, self.config, resubmitted=resubmitted)
-        if step is Step.NEW:
-            form_no = self._new_form_no(now)
+        move = next_step(step, approvals, form.amount, self.config, resubmitted=intake.resubmitted)
+        form_no = self._new_form_no(now) if step is Step.NEW else form.form_no
         assert form_no is not None
         actor = form.blocks[move.signed_block].by if move.signed_block else None
-        detail: str | None = None
-        if step is Step.NEW and fill_was_late(form.reported_at, now, self.config):
-            detail = f"填单超时:上报后超过 {self.config.limits.fill_minutes} 分钟才提交"
-        if move.to_step is Step.FINANCE_RETURNED and move.signed_block:
-            detail = f"财务退回:{form.blocks[move.signed_block].opinion or ''}"
-        if resubmitted:
-            rounds = 1 + sum(
-                e.kind == "accepted" and e.stamp == STAMP_FINANCE
-                for e in self.ledger.events(form_no)
-            )
-            detail = f"重新提交财务(第 {rounds} 轮)"
-        if move.signed_block and not self.config.has_roster(move.signed_block):
-            # Kept in the event, so every later copy's 流转记录 still says so for this step.
-            detail = f"{detail}\n{UNCHECKED_SIGNER}" if detail else UNCHECKED_SIGNER
-        if supersedes:
-            linked = f"同一订单的前一张退款单 {supersedes} 已退回办结,本单为重新申请"
-            detail = f"{detail}\n{linked}" if detail else linked
-        if step is Step.NEW and form.form_no and form.form_no != form_no:
-            # The filer typed a number of their own: say which number the form got instead.
-            typed_no = f"填单人填写的编号「{form.form_no}」不是系统编号,本单编号为 {form_no}"
-            detail = f"{detail}\n{typed_no}" if detail else typed_no
-        if form.typed:
-            # The routed copy carries the clean value; 流转记录 keeps what the person typed.
-            typed = _typed_note(form)
-            detail = f"{detail}\n{typed}" if detail else typed
-        from_role = WAITING_ON[step]
-        # A tool that re-saved the form dropped the version mark; the routed copy gets it back,
-        # and the event keeps the note, so every later copy's 流转记录 still says so.
         restore: dict[str, str] = {}
-        if reading.version_mark_missing:
+        if intake.reading is not None and intake.reading.version_mark_missing:
+            # A tool that re-saved the form dropped the version mark; the copy gets it back.
             restore = {VERSION_PROPERTY: f'"{TEMPLATE_VERSION}"'}
-            detail = f"{detail}\n{MARK_RESTORED}" if detail else MARK_RESTORED
+        detail = self._notes(intake, move.to_step, move.signed_block, form_no, bool(restore))
+        from_role = WAITING_ON[step]
         history = [
             *(
-                _history_row(
-                    e.at, e.to_step, e.from_role, e.to_role, e.actor, e.file_name, e.detail
-                )
+                history_row(e.at, e.to_step, e.from_role, e.to_role, e.actor, e.file_name, e.detail)
                 for e in self.ledger.events(form_no)
-                if e.kind == "accepted"
+                if e.kind == EventKind.ACCEPTED
             ),
-            _history_row(now, move.to_step, from_role, move.to_role, actor, name, detail),
+            history_row(now, move.to_step, from_role, move.to_role, actor, name, detail),
         ]
         if move.to_step is Step.FINANCE_RETURNED:
             # Where customer service reads it: what it can do with the returned form.
@@ -574,18 +568,17 @@ class Processor:
         token = self.copy_key.token(form_no, len(history))
         header = (*HISTORY_HEADER, f"{COPY_TOKEN_LABEL}{token}")
         cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
-        clean = _clean_values(form)
         patched = apply_patch(
-            data,
+            intake.content,
             Patch(
                 sheet=form.sheet,
-                cell_values={**clean, cell: form_no},
+                cell_values={**_clean_values(form), cell: form_no},
                 history_rows=[header, *history],
                 missing_names=restore,
             ),
         )
         out_name = f"{form_no}.xlsx"
-        earlier = self._earlier_copies(form_no, name, sha, from_role)
+        earlier = self._earlier_copies(form_no, name, intake.sha, from_role)
         if move.to_role is None:
             dest = self.ws.sheets / "归档" / now.strftime("%Y-%m") / out_name
             message = f"{form_no} 已办结归档"
@@ -605,13 +598,13 @@ class Processor:
             amount=str(form.amount) if form.amount is not None else None,
             snapshot=snapshot_now,
             closed=move.to_step is Step.CLOSED,
-            supersedes=supersedes,
+            supersedes=intake.supersedes,
         )
         event = NewEvent(
             now,
-            "accepted",
+            EventKind.ACCEPTED,
             name,
-            sha,
+            intake.sha,
             form_no=form_no,
             from_step=step,
             to_step=move.to_step,
@@ -631,42 +624,65 @@ class Processor:
             take_away=earlier,
         )
 
-    def _plan_return(
+    def _notes(
         self,
-        name: str,
-        data: bytes,
-        sha: str,
-        now: dt.datetime,
-        reading: FormReading,
-        problems: list[FieldProblem],
-        step: Step,
-        to_role: str,
-    ) -> _Plan:
+        intake: _Intake,
+        to_step: Step,
+        signed_block: str | None,
+        form_no: str,
+        mark_restored: bool,
+    ) -> str | None:
+        """What the 流转记录 row of this hand-off notes (kept in the event for later copies)."""
+        form, step = intake.form, intake.step
+        notes: list[str] = []
+        if step is Step.NEW and fill_was_late(form.reported_at, intake.now, self.config):
+            notes.append(replies.fill_late(self.config.limits.fill_minutes))
+        if to_step is Step.FINANCE_RETURNED and signed_block:
+            notes = [replies.finance_returned(form.blocks[signed_block].opinion)]
+        if intake.resubmitted:
+            rounds = 1 + sum(
+                e.kind == EventKind.ACCEPTED and e.stamp == STAMP_FINANCE
+                for e in self.ledger.events(form_no)
+            )
+            notes = [replies.resubmitted(rounds)]
+        if signed_block and not self.config.has_roster(signed_block):
+            notes.append(UNCHECKED_SIGNER)
+        if intake.supersedes:
+            notes.append(replies.linked_to(intake.supersedes))
+        if step is Step.NEW and form.form_no and form.form_no != form_no:
+            notes.append(replies.filer_number(form.form_no, form_no))
+        if form.typed:
+            notes.append(typed_note(form))  # the copy carries the clean value
+        if mark_restored:
+            notes.append(MARK_RESTORED)
+        return "\n".join(notes) or None
+
+    def _plan_return(self, intake: _Intake, problems: list[FieldProblem], to_role: str) -> _Plan:
         """Send the form back to ``to_role`` with a 退回原因 sheet and the problem cells marked."""
-        form = reading.form
+        form, step, name = intake.form, intake.step, intake.name
         form_no = form.form_no if step is not Step.NEW else None
         rows = [
-            (str(i), p.label, p.cell, p.message, _how_to_fix(p)) for i, p in enumerate(problems, 1)
+            (str(i), p.label, p.cell, p.message, how_to_fix(p)) for i, p in enumerate(problems, 1)
         ]
         patched = apply_patch(
-            data,
+            intake.content,
             Patch(
                 sheet=form.sheet,
                 return_rows=[RETURN_HEADER, *rows],
                 highlight_cells=[p.cell for p in problems if p.cell],
             ),
         )
-        earlier = self._earlier_copies(form_no, name, sha, to_role)
-        returned = f"{form_no}-退回.xlsx" if form_no else _returned_name(name)
+        earlier = self._earlier_copies(form_no, name, intake.sha, to_role)
+        returned = f"{form_no}-退回.xlsx" if form_no else returned_name(name)
         dest = self._free(self.ws.outbox(to_role) / returned, reusing=earlier)
         reasons = "\n".join(f"{p.label}:{p.message}" for p in problems)
         message = f"退回{ROLE_NAMES[to_role]}:{len(problems)} 个问题"
         return _Plan(
             NewEvent(
-                now,
-                "returned",
+                intake.now,
+                EventKind.RETURNED,
                 name,
-                sha,
+                intake.sha,
                 form_no=form_no,
                 from_step=step,
                 to_step=step,
@@ -688,7 +704,7 @@ class Processor:
         outcomes = [
             e.to_step
             for e in self.ledger.events(row.form_no)
-            if e.kind == "accepted"
+            if e.kind == EventKind.ACCEPTED
             and e.to_step in (Step.REFUNDED, Step.FINANCE_RETURNED, Step.TECH_REFUSED)
         ]
         return bool(outcomes) and outcomes[-1] != Step.REFUNDED
@@ -746,10 +762,7 @@ class Processor:
 
     def _reject(
         self,
-        name: str,
-        sha: str,
-        now: dt.datetime,
-        data: bytes | None,
+        intake: _Intake,
         what: str,
         hint: str,
         reason: Reason,
@@ -758,45 +771,39 @@ class Processor:
     ) -> _Plan:
         """The file back in outbox/rejected/ with ``<its name>.退回原因.txt`` beside it.
 
-        ``data`` None: the file is over the size limit and is moved there, not copied.
+        No data (a file over the size limit): the file is moved there, not copied.
         """
-        text = _reply_text(name, now, what, hint)
+        name, now, data = intake.name, intake.now, intake.data
+        text = reply_text(name, now, what, hint)
         # One free name for the pair, so "x (2).xlsx" gets "x (2).xlsx.退回原因.txt".
         dest = self._free(self.ws.rejected / safe_name(name), REPLY_SUFFIX)
         reply = dest.with_name(dest.name + REPLY_SUFFIX)
         return _Plan(
-            NewEvent(now, "rejected", name, sha, form_no=form_no, detail=f"{reason}: {what}"),
+            NewEvent(
+                now,
+                EventKind.REJECTED,
+                name,
+                intake.sha,
+                form_no=form_no,
+                detail=f"{reason}: {what}",
+            ),
             outputs=[(dest, data), (reply, text)] if data is not None else [(reply, text)],
             result=Result(Outcome.REJECTED, name, f"退回:{what}", form_no),
             move_to=dest if data is None else None,
         )
 
     def _too_large(self, name: str, sha: str, now: dt.datetime, size: int) -> _Plan:
-        limit_mb = self.config.max_file_mb
-        return self._reject(
-            name,
-            sha,
-            now,
-            None,
-            f"文件太大({size / 1024 / 1024:.1f} MB),退款申请表不会超过 {limit_mb} MB。",
-            "请确认放入的是退款申请表;如表中粘贴了大图片,请压缩图片后再保存。",
-            Reason.TOO_LARGE,
-        )
+        """A file over ``[parse] max_file_mb``: never read, moved to outbox/rejected/."""
+        what, hint = replies.too_large(size, self.config.max_file_mb)
+        return self._reject(_Intake(name, None, sha, now), what, hint, Reason.TOO_LARGE)
 
     def _duplicate(
         self, name: str, sha: str, now: dt.datetime, first: dt.datetime, data: bytes
     ) -> _Plan:
-        what = f"同样的文件已于 {first:%Y-%m-%d %H:%M} 收到并处理过,本次不再重复处理。"
-        plan = self._reject(
-            name,
-            sha,
-            now,
-            data,
-            what,
-            "无需重复提交;如有修改,请修改后再放入。",
-            Reason.ALREADY_RECEIVED,
-        )
-        plan.event = NewEvent(now, "duplicate", name, sha, detail=what)
+        """The very same bytes again: answered, not processed twice."""
+        what, hint = replies.already_received(first)
+        plan = self._reject(_Intake(name, data, sha, now), what, hint, Reason.ALREADY_RECEIVED)
+        plan.event = NewEvent(now, EventKind.DUPLICATE, name, sha, detail=what)
         plan.result = Result(Outcome.DUPLICATE, name, f"已于 {first:%Y-%m-%d %H:%M} 收到")
         return plan
 
@@ -840,8 +847,8 @@ class Processor:
             sent_shas=[d[2] for d in deliveries] if plan.sent else [],
         )
         if self._deliver:
-            self._take_away(plan.take_away, plan.event.at)
-        delivered, failed = self._finish(receipt_id, path, sha, identity, in_inbox=True)
+            self.deliverer.take_away(plan.take_away, plan.event.at)
+        delivered, failed = self.deliverer.finish(receipt_id, path, sha, identity, in_inbox=True)
         assert plan.result is not None
         result = plan.result
         return Result(
@@ -854,159 +861,6 @@ class Processor:
             result.problems,
             tuple(failed),
         )
-
-    def _finish(
-        self,
-        receipt_id: int,
-        inbox_file: Path,
-        sha: str,
-        identity: Identity | None,
-        *,
-        in_inbox: bool,
-    ) -> tuple[list[Path], list[str]]:
-        """Deliver what is committed, then take the file out of the inbox. Idempotent.
-
-        A delivery that fails is logged and left pending (retried later), and does not keep
-        the file in the inbox: its outcome is committed and every byte archived. Returns the
-        delivered paths and, for each failed delivery, where and why in Chinese.
-        """
-        delivered: list[Path] = []
-        failed: list[str] = []
-        done: list[int] = []
-        for delivery in self.ledger.deliveries(receipt_id):
-            dest = Path(delivery.dest)
-            if not delivery.done and self._deliver:
-                try:
-                    dest = self._deliver_one(delivery, inbox_file, identity)
-                except OSError as exc:
-                    failed.append(f"{_shown(dest, self.ws.root)}({os_problem(exc)})")
-                    log.warning("could not deliver %s (%s): will retry", dest, exc)
-                    continue
-            delivered.append(dest)
-            done.append(delivery.id)
-        if self._deliver and in_inbox:
-            remove_if_unchanged(inbox_file, sha, identity)
-        # One commit for all marks: a crash before it only repeats idempotent deliveries.
-        self.ledger.finish_receipt(receipt_id, done, complete=not failed)
-        return delivered, failed
-
-    def _take_away(self, copies: list[tuple[Path, str]], now: dt.datetime) -> None:
-        """Remove our earlier copies from people's folders; archive a person's edits first.
-
-        Tidying only: a copy that cannot be taken away stays, and nothing is ever lost (our
-        bytes are in the archive, a copy edited in place is archived before it goes).
-        """
-        for path, delivered in copies:
-            hold = take_aside(path)
-            if hold is None:
-                continue
-            try:
-                if kind_of(os.lstat(hold)) is not EntryKind.FILE:
-                    put_back(hold, path)
-                    continue
-                current = sha256_of(hold)
-                if current != delivered:
-                    kept = archive_path(self.ws.sheets, SUPERSEDED, now, current, path.name)
-                    write_exclusive(kept, hold.read_bytes())
-                hold.unlink()
-                log.info("took the earlier copy %s away", _shown(path, self.ws.root))
-            except OSError as exc:
-                log.warning("could not take the earlier copy %s away: %s", path, exc)
-                if hold.exists():
-                    put_back(hold, path)
-
-    def _deliver_one(self, delivery: Delivery, inbox_file: Path, identity: Identity | None) -> Path:
-        dest = Path(delivery.dest)
-        source = self.ws.sheets / delivery.source
-        if delivery.source.startswith(f"archive/{RECEIVED}/"):
-            return self._deliver_moved(source, dest, inbox_file, identity, delivery.sha)
-        return place_exact(dest, source.read_bytes(), durable=False)
-
-    def _deliver_moved(
-        self, source: Path, dest: Path, inbox_file: Path, identity: Identity | None, sha: str
-    ) -> Path:
-        """Move an over-sized file into the archive, then give the person a link to it.
-
-        Nothing is read whole and nothing is copied where a link can be made. A file that is
-        not what was hashed any more (saved again meanwhile) goes back to the inbox instead.
-        """
-        if not source.exists():
-            source.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(inbox_file, source)
-            except FileNotFoundError:
-                log.warning("%s left inbox/ before it could be archived", inbox_file.name)
-                return dest
-            moved = os.lstat(source)
-            unchanged = (
-                Identity.of(moved) == identity
-                if identity is not None
-                else kind_of(moved) is EntryKind.FILE and sha256_of(source) == sha
-            )
-            if not unchanged:
-                put_back(source, inbox_file)
-                log.info("%s changed before it was archived: left for the next pass", dest.name)
-                return dest
-            os.chmod(source, 0o444)  # the archive copy and the person's link share the bytes
-        if dest.exists() and os.path.samefile(dest, source):
-            return dest
-        for n in range(1, 10_000):
-            candidate = numbered(dest, n)
-            try:
-                os.link(source, candidate)
-            except FileExistsError:
-                continue
-            except OSError:  # another file system, or links not allowed: copy instead
-                tmp = candidate.with_name(f".{candidate.name}.{os.getpid()}.part")
-                shutil.copyfile(source, tmp)
-                try:
-                    os.link(tmp, candidate)
-                finally:
-                    tmp.unlink()
-            return candidate
-        raise FileExistsError(f"no free name for {dest}")
-
-
-_ENTRY_TEXTS: dict[EntryKind, tuple[str, str, str]] = {
-    EntryKind.SYMLINK: (
-        "这是一个快捷方式(符号链接),不是文件本身;为安全起见,不读取链接指向的文件。",
-        "请把退款申请表文件本身复制到 inbox 文件夹,不要放快捷方式或链接。",
-        "链接已从 inbox 中删除;链接指向的文件没有被读取,也没有被改动。",
-    ),
-    EntryKind.HARDLINK: (
-        "这个文件在别处还有另一个名字(硬链接),不是单独的一份文件;为安全起见不读取。",
-        "请把退款申请表复制一份(不要创建链接)放入 inbox 文件夹。",
-        "inbox 中的这个名字已删除;文件的另一个名字和内容没有被读取,也没有被改动。",
-    ),
-    EntryKind.DIRECTORY: (
-        "这是一个文件夹,不是 Excel 文件;inbox 只处理直接放入的文件,不进入文件夹。",
-        "请把文件夹中的退款申请表逐个放入 inbox 文件夹。",
-        "文件夹已原样移到本文件旁边,其中的文件没有被读取。",
-    ),
-    EntryKind.FIFO: (
-        "这不是普通文件(命名管道),无法作为表格处理。",
-        "请放入 .xlsx 文件本身。",
-        "该特殊文件已从 inbox 中删除。",
-    ),
-    EntryKind.SOCKET: (
-        "这不是普通文件(套接字),无法作为表格处理。",
-        "请放入 .xlsx 文件本身。",
-        "该特殊文件已从 inbox 中删除。",
-    ),
-    EntryKind.DEVICE: (
-        "这不是普通文件(设备文件),无法作为表格处理。",
-        "请放入 .xlsx 文件本身。",
-        "该特殊文件已从 inbox 中删除,没有被读取。",
-    ),
-}
-
-
-def _shown(path: Path, root: Path) -> str:
-    """A path as staff see it: relative to the workspace when it is inside."""
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _clean_values(form: RefundForm) -> dict[str, str | float]:
@@ -1031,90 +885,9 @@ def _clean_values(form: RefundForm) -> dict[str, str | float]:
     return out
 
 
-def _typed_note(form: RefundForm) -> str:
-    canonical = form.canonical()
-    changes = ";".join(
-        f"{FIELDS_BY_NAME[name].label}「{typed}」→ {canonical[name]}"
-        for name, typed in form.typed.items()
-    )
-    return f"已规范:{changes}"
-
-
 def _finance_cleared(form: RefundForm, snapshot: dict[str, str] | None) -> bool:
     """Did customer service empty every finance block of a form finance had filled?"""
     names = [f.name for role in FINANCE_ROLES for f in BLOCK_FIELDS[role]]
     current = form.canonical()
     had = any((snapshot or {}).get(name, "") for name in names)
     return had and not any(current.get(name, "") for name in names)
-
-
-def _history_row(
-    at: dt.datetime,
-    to_step: str | None,
-    from_role: str | None,
-    to_role: str | None,
-    actor: str | None,
-    file_name: str,
-    detail: str | None,
-) -> tuple[str, ...]:
-    """One line of the 流转记录 sheet: time, step reached, from, to, who, which file, notes."""
-    return (
-        iso(at) or "",
-        STEP_NAMES[Step(to_step)] if to_step else "",
-        ROLE_NAMES.get(from_role or "", ""),
-        ROLE_NAMES.get(to_role or "", "归档"),
-        actor or "",
-        file_name,
-        (detail or "").replace("\n", ";"),
-    )
-
-
-def _returned_name(name: str) -> str:
-    stem = Path(safe_name(name)).stem
-    return f"{stem}.xlsx" if stem.endswith("退回") else f"{stem}-退回.xlsx"
-
-
-def _how_to_fix(problem: FieldProblem) -> str:
-    return {
-        Reason.REQUIRED: "请填写此项",
-        Reason.BAD_DATETIME: "按 2026-11-03 14:05 的格式填写",
-        Reason.AMBIGUOUS_DATETIME: "时间精确到分钟,如 2026-11-03 14:05",
-        Reason.BAD_AMOUNT: "填写大于 0 的金额,最多两位小数",
-        Reason.AMBIGUOUS_AMOUNT: "每张单只填一个金额",
-        Reason.BAD_MOBILE: "填写 11 位手机号码",
-        Reason.BAD_ORDER_NO: "填写本单的 TK 订单号",
-        Reason.BAD_CHOICE: "从下拉列表中选择",
-        Reason.FUTURE_TIME: "填写实际发生的时间",
-        Reason.TIME_ORDER: "核对两个时间的先后",
-        Reason.NOT_IN_ROSTER: "由本部门名单中的人员签名",
-        Reason.NO_ROSTER: "请管理员在 refundflow.toml 的 [roster] 中填写该角色的名单并重启"
-        " refundflow,然后把本表重新放入 inbox",
-        Reason.SAME_PERSON: "由另一位人员处理并签名",
-        Reason.DUPLICATE_ORDER: "勿重复提交,在原单上处理",
-        Reason.EARLIER_STEP_CHANGED: "改回原值",
-        Reason.FILLED_TOO_EARLY: "清空此项",
-        Reason.NOT_APPROVED: "值班负责人审核同意后再提交",
-        Reason.OLD_TEMPLATE: "用 templates/ 中的最新模板重新填写",
-        Reason.FORMULA: "删除公式,直接填写数值",
-        Reason.FOREIGN_FORM_NO: "新填的退款单请清空编号,编号由系统填写",
-    }.get(problem.reason, "按说明修改")
-
-
-def _reply_text(
-    name: str,
-    now: dt.datetime,
-    what: str,
-    hint: str,
-    *,
-    kept: str = "原文件已原样放在本文件旁边,并已存档。",
-) -> bytes:
-    lines = [
-        f"文件:{name}",
-        f"时间:{now:%Y-%m-%d %H:%M}",
-        f"问题:{what}",
-        f"处理办法:{hint or DEFAULT_HINT}",
-        kept,
-        "",
-    ]
-    # CRLF and a BOM so Notepad on the office PCs shows the Chinese text correctly.
-    return "\r\n".join(lines).encode("utf-8-sig")

@@ -1,0 +1,164 @@
+"""Putting what is committed where people find it, and taking away what they no longer need.
+
+Deliveries are idempotent (a crash repeats them safely) and never replace someone else's
+file. A folder that cannot be written leaves its delivery pending for a retry; it holds
+nothing else up. A file over the size limit is moved into the archive and linked, never
+copied. Earlier copies of a form leave people's folders when it moves on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .archive import (
+    RECEIVED,
+    SUPERSEDED,
+    archive_path,
+    numbered,
+    place_exact,
+    write_exclusive,
+)
+from .errors import os_problem
+from .inboxfile import (
+    EntryKind,
+    Identity,
+    kind_of,
+    put_back,
+    remove_if_unchanged,
+    sha256_of,
+    take_aside,
+)
+from .ledger import Delivery, Ledger
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class Deliverer:
+    def __init__(self, workspace: Workspace, ledger: Ledger, *, enabled: bool) -> None:
+        self.ws = workspace
+        self.ledger = ledger
+        self.enabled = enabled  # False while rebuilding: the copies were delivered long ago
+
+    def finish(
+        self,
+        receipt_id: int,
+        inbox_file: Path,
+        sha: str,
+        identity: Identity | None,
+        *,
+        in_inbox: bool,
+    ) -> tuple[list[Path], list[str]]:
+        """Deliver what is committed, then take the file out of the inbox. Idempotent.
+
+        A delivery that fails is logged and left pending (retried later), and does not keep
+        the file in the inbox: its outcome is committed and every byte archived. Returns the
+        delivered paths and, for each failed delivery, where and why in Chinese.
+        """
+        delivered: list[Path] = []
+        failed: list[str] = []
+        done: list[int] = []
+        for delivery in self.ledger.deliveries(receipt_id):
+            dest = Path(delivery.dest)
+            if not delivery.done and self.enabled:
+                try:
+                    dest = self._deliver_one(delivery, inbox_file, identity)
+                except OSError as exc:
+                    failed.append(f"{shown(dest, self.ws.root)}({os_problem(exc)})")
+                    log.warning("could not deliver %s (%s): will retry", dest, exc)
+                    continue
+            delivered.append(dest)
+            done.append(delivery.id)
+        if self.enabled and in_inbox:
+            remove_if_unchanged(inbox_file, sha, identity)
+        # One commit for all marks: a crash before it only repeats idempotent deliveries.
+        self.ledger.finish_receipt(receipt_id, done, complete=not failed)
+        return delivered, failed
+
+    def take_away(self, copies: list[tuple[Path, str]], now: dt.datetime) -> None:
+        """Remove our earlier copies from people's folders; archive a person's edits first.
+
+        Tidying only: a copy that cannot be taken away stays, and nothing is ever lost (our
+        bytes are in the archive, a copy edited in place is archived before it goes).
+        """
+        for path, delivered in copies:
+            hold = take_aside(path)
+            if hold is None:
+                continue
+            try:
+                if kind_of(os.lstat(hold)) is not EntryKind.FILE:
+                    put_back(hold, path)
+                    continue
+                current = sha256_of(hold)
+                if current != delivered:
+                    kept = archive_path(self.ws.sheets, SUPERSEDED, now, current, path.name)
+                    write_exclusive(kept, hold.read_bytes())
+                hold.unlink()
+                log.info("took the earlier copy %s away", shown(path, self.ws.root))
+            except OSError as exc:
+                log.warning("could not take the earlier copy %s away: %s", path, exc)
+                if hold.exists():
+                    put_back(hold, path)
+
+    def _deliver_one(self, delivery: Delivery, inbox_file: Path, identity: Identity | None) -> Path:
+        dest = Path(delivery.dest)
+        source = self.ws.sheets / delivery.source
+        if delivery.source.startswith(f"archive/{RECEIVED}/"):
+            return self._deliver_moved(source, dest, inbox_file, identity, delivery.sha)
+        return place_exact(dest, source.read_bytes(), durable=False)
+
+    def _deliver_moved(
+        self, source: Path, dest: Path, inbox_file: Path, identity: Identity | None, sha: str
+    ) -> Path:
+        """Move an over-sized file into the archive, then give the person a link to it.
+
+        Nothing is read whole and nothing is copied where a link can be made. A file that is
+        not what was hashed any more (saved again meanwhile) goes back to the inbox instead.
+        """
+        if not source.exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(inbox_file, source)
+            except FileNotFoundError:
+                log.warning("%s left inbox/ before it could be archived", inbox_file.name)
+                return dest
+            moved = os.lstat(source)
+            unchanged = (
+                Identity.of(moved) == identity
+                if identity is not None
+                else kind_of(moved) is EntryKind.FILE and sha256_of(source) == sha
+            )
+            if not unchanged:
+                put_back(source, inbox_file)
+                log.info("%s changed before it was archived: left for the next pass", dest.name)
+                return dest
+            os.chmod(source, 0o444)  # the archive copy and the person's link share the bytes
+        if dest.exists() and os.path.samefile(dest, source):
+            return dest
+        for n in range(1, 10_000):
+            candidate = numbered(dest, n)
+            try:
+                os.link(source, candidate)
+            except FileExistsError:
+                continue
+            except OSError:  # another file system, or links not allowed: copy instead
+                tmp = candidate.with_name(f".{candidate.name}.{os.getpid()}.part")
+                shutil.copyfile(source, tmp)
+                try:
+                    os.link(tmp, candidate)
+                finally:
+                    tmp.unlink()
+            return candidate
+        raise FileExistsError(f"no free name for {dest}")
+
+
+def shown(path: Path, root: Path) -> str:
+    """A path as staff see it: relative to the workspace when it is inside."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
