@@ -18,8 +18,11 @@ from .archive import (
     RECEIVED,
     SUPERSEDED,
     archive_path,
+    free_names,
     numbered,
     place_exact,
+    place_new,
+    safe_name,
     write_exclusive,
 )
 from .errors import os_problem
@@ -28,11 +31,13 @@ from .inboxfile import (
     Identity,
     kind_of,
     put_back,
+    remove_entry,
     remove_if_unchanged,
     sha256_of,
     take_aside,
 )
 from .ledger import Delivery, Ledger
+from .replies import ENTRY_TEXTS, REPLY_SUFFIX, reply_text
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -154,6 +159,67 @@ class Deliverer:
                     tmp.unlink()
             return candidate
         raise FileExistsError(f"no free name for {dest}")
+
+    def free_name(
+        self, dest: Path, *companions: str, reusing: list[tuple[Path, str]] | None = None
+    ) -> Path:
+        """The name a new file gets in a person's folder: free, and not a look-alike of one.
+
+        Names of copies that are ``reusing``-ed (taken away first) count as free.
+        """
+        freed = {path.name for path, _ in reusing or ()}
+        return next(free_names(dest, *companions, freed=freed))
+
+    def earlier_copies(
+        self, form_no: str | None, name: str, sha: str, role: str | None
+    ) -> list[tuple[Path, str]]:
+        """Copies of this form we gave people that are still in their folders.
+
+        Every earlier copy of a numbered form, and the file just dropped if its sender left
+        an identical copy of it in their folder (a returned new form, fixed and copied back).
+        """
+        outbox = self.ws.root / "outbox"
+        copies: list[tuple[Path, str]] = []
+        if form_no:
+            for dest, delivered in self.ledger.form_copies(form_no):
+                path = Path(dest)
+                if outbox in path.parents and path.is_file() and not path.is_symlink():
+                    copies.append((path, delivered))
+        if role:
+            left = self.ws.outbox(role) / name
+            if (
+                name.endswith("退回.xlsx")
+                and all(left != path for path, _ in copies)
+                and left.is_file()
+                and not left.is_symlink()
+                and sha256_of(left) == sha
+            ):
+                copies.append((left, sha))
+        return copies
+
+    def answer_entry(self, path: Path, now: dt.datetime) -> tuple[str, Path] | None:
+        """Answer a link, hard link, folder or special file without reading through it.
+
+        Returns what it is (in Chinese) and the reply file, or None when the entry turned out
+        to be a plain file after all (put back, to be read on the next pass).
+        """
+        hold = take_aside(path)
+        if hold is None:
+            raise FileNotFoundError(path)
+        kind = kind_of(os.lstat(hold))  # what we hold now, not what the listing said
+        if kind is EntryKind.FILE:  # replaced by a plain file meanwhile: read it next pass
+            put_back(hold, path)
+            return None
+        what, hint, done = ENTRY_TEXTS[kind]
+        base = next(free_names(self.ws.rejected / safe_name(path.name), REPLY_SUFFIX))
+        reply = base.with_name(base.name + REPLY_SUFFIX)
+        place_new(reply, reply_text(path.name, now, what, hint, kept=done), durable=False)
+        if kind is EntryKind.DIRECTORY:
+            put_back(hold, base)  # the folder, whole, next to its reply
+        else:
+            remove_entry(hold)  # the link or special file itself; never what it points to
+        log.warning("answered %s in inbox/ (%s) in %s", path.name, kind, reply.parent)
+        return what, reply
 
 
 def shown(path: Path, root: Path) -> str:

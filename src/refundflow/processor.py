@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,15 +34,11 @@ from pathlib import Path
 
 from . import replies
 from .archive import (
-    ORPHANS,
     RECEIVED,
     SENT,
     archive_path,
-    archived_files,
     form_numbers_sent,
-    free_names,
     place_new,
-    remove_partial_writes,
     safe_name,
     sha256,
     write_exclusive,
@@ -55,17 +50,11 @@ from .delivery import Deliverer, shown
 from .errors import FileRejected, Reason, StorageError, storage_error
 from .forms import FieldProblem, FormReading, RefundForm, read_form
 from .inboxfile import (
-    HOLD_SUFFIX,
     ChangedWhileReading,
     EntryKind,
     Identity,
-    kind_of,
-    original_name,
-    put_back,
     read_dropped,
-    remove_entry,
     sha256_of,
-    take_aside,
 )
 from .layout import (
     BLOCK_FIELDS,
@@ -75,9 +64,9 @@ from .layout import (
     VERSION_PROPERTY,
 )
 from .ledger import Delivery, EventKind, FormRow, FormUpdate, Ledger, NewEvent, Receipt
-from .ledgercheck import open_ledger, unrecorded
+from .ledgercheck import open_ledger
+from .recovery import release_held_files, remove_partial_writes_of, set_aside_orphans
 from .replies import (
-    ENTRY_TEXTS,
     FINANCE_RETURNED_CHOICES,
     HISTORY_HEADER,
     MARK_RESTORED,
@@ -209,9 +198,9 @@ class Processor:
         results = []
         for receipt in self.ledger.unfinished_receipts():
             results.append(self._finish_receipt(receipt, "已完成中断前的投递"))
-        self._set_aside_orphans()
-        self._remove_partial_writes()
-        self._release_held_files()
+        set_aside_orphans(self.ws, self.ledger)
+        remove_partial_writes_of(self.ws)
+        release_held_files(self.ws, self.ledger)
         return results
 
     def retry_deliveries(self) -> list[Result]:
@@ -245,60 +234,6 @@ class Processor:
             )
         return Result(Outcome.RECOVERED, receipt.name, message, delivered=tuple(delivered))
 
-    def _release_held_files(self) -> None:
-        """Entries a killed run had renamed aside in the inbox: done ones go, others come back."""
-        for hold in self.ws.inbox.glob(f".*{HOLD_SUFFIX}"):
-            original = self.ws.inbox / original_name(hold)
-            try:
-                # Only a plain file is ever read: a held link or FIFO simply goes back.
-                regular = kind_of(os.lstat(hold)) is EntryKind.FILE
-                done = regular and any(
-                    r.state != "committed" for r in self.ledger.receipts_for(sha256_of(hold))
-                )
-                if done:
-                    hold.unlink()
-                else:
-                    put_back(hold, original)
-            except OSError as exc:
-                log.warning("无法放回收件箱中暂存的 %s:%s", hold.name, exc)
-
-    def _remove_partial_writes(self) -> None:
-        # Only where place_new writes: never the inbox, which holds what people dropped.
-        folders = [
-            *(folder for folder in self.ws.folders() if folder != self.ws.inbox),
-            *(self.ws.sheets / "archive").glob("*/*"),
-            *(self.ws.sheets / "归档").glob("*"),
-        ]
-        for folder in folders:
-            try:
-                if folder.is_dir() and remove_partial_writes(folder):
-                    log.info("removed partial writes of an interrupted run in %s", folder)
-            except OSError as exc:  # an unwritable folder must not stop the start-up
-                log.warning("无法清理 %s 中中断时留下的临时文件:%s", folder, exc)
-
-    def _set_aside_orphans(self) -> None:
-        # open_ledger() made sure that each received copy the ledger does not know is an
-        # attempt a kill interrupted before its commit, whose file is still in the inbox and is
-        # processed again (its month follows --now, so every month is looked at). The copies
-        # that attempt archived as sent were never delivered: their numbers were not given.
-        sheets = self.ws.sheets
-        received = archived_files(sheets, RECEIVED)
-        orphans = unrecorded(self.ledger, received, sheets)
-        if not orphans:
-            return
-        first = min(sequence for sequence, _ in orphans)
-        sent = [
-            path
-            for sequence, path in archived_files(sheets, SENT)
-            if sequence > first
-            and not self.ledger.is_delivery_source(str(path.relative_to(sheets)))
-        ]
-        for path in [*(p for _, p in orphans), *sent]:
-            target = sheets / "archive" / ORPHANS / path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-            log.info("set aside uncommitted archive copy %s", path.name)
-
     # ---- the one entry point ---------------------------------------------------------------
     def process_file(self, path: Path) -> Result:
         """Archive, decide, commit, deliver: one answer for one dropped entry.
@@ -321,7 +256,7 @@ class Processor:
             ) from exc
         try:
             if dropped.kind is not EntryKind.FILE:
-                return self._answer_entry(path, dropped.kind)
+                return self._answer_entry(path)
             return self._process_dropped(path, dropped.identity, dropped.sha or "", dropped.data)
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not path.exists():
@@ -386,28 +321,14 @@ class Processor:
             plan = self._decide(name, data, sha, at)
         return self._commit_and_deliver(plan, self.ws.inbox / name, size, sha, archived)
 
-    def _answer_entry(self, path: Path, kind: EntryKind) -> Result:
-        """Answer a link, hard link, folder or special file without reading through it."""
-        hold = take_aside(path)
-        if hold is None:
-            raise FileNotFoundError(path)
-        kind = kind_of(os.lstat(hold))  # what we hold now, not what the listing said
-        if kind is EntryKind.FILE:  # replaced by a plain file meanwhile: read it next pass
-            put_back(hold, path)
+    def _answer_entry(self, path: Path) -> Result:
+        """A link, hard link, folder or special file: answered without reading through it."""
+        answer = self.deliverer.answer_entry(path, self.clock())
+        if answer is None:  # replaced by a plain file meanwhile: read it next pass
             return Result(Outcome.WAITING, path.name, "文件刚被替换,稍后再处理")
-        what, hint, done = ENTRY_TEXTS[kind]
-        now = self.clock()
-        base = next(free_names(self.ws.rejected / safe_name(path.name), REPLY_SUFFIX))
-        reply = base.with_name(base.name + REPLY_SUFFIX)
-        place_new(reply, reply_text(path.name, now, what, hint, kept=done), durable=False)
-        if kind is EntryKind.DIRECTORY:
-            put_back(hold, base)  # the folder, whole, next to its reply
-        else:
-            remove_entry(hold)  # the link or special file itself; never what it points to
-        log.warning("answered %s in inbox/ (%s) in %s", path.name, kind, reply.parent)
+        what, reply = answer
         return Result(Outcome.REJECTED, path.name, f"退回:{what}", delivered=(reply,))
 
-    # ---- deciding ----------------------------------------------------------------------------
     def _decide(
         self,
         name: str,
@@ -578,13 +499,15 @@ class Processor:
             ),
         )
         out_name = f"{form_no}.xlsx"
-        earlier = self._earlier_copies(form_no, name, intake.sha, from_role)
+        earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, from_role)
         if move.to_role is None:
             dest = self.ws.sheets / "归档" / now.strftime("%Y-%m") / out_name
             message = f"{form_no} 已办结归档"
             outcome = Outcome.CLOSED
         else:
-            dest = self._free(self.ws.outbox(move.to_role) / out_name, reusing=earlier)
+            dest = self.deliverer.free_name(
+                self.ws.outbox(move.to_role) / out_name, reusing=earlier
+            )
             message = f"{form_no} → {ROLE_NAMES[move.to_role]}({STEP_NAMES[move.to_step]})"
             outcome = Outcome.ROUTED
         snapshot_now = form.canonical()
@@ -672,9 +595,9 @@ class Processor:
                 highlight_cells=[p.cell for p in problems if p.cell],
             ),
         )
-        earlier = self._earlier_copies(form_no, name, intake.sha, to_role)
+        earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, to_role)
         returned = f"{form_no}-退回.xlsx" if form_no else returned_name(name)
-        dest = self._free(self.ws.outbox(to_role) / returned, reusing=earlier)
+        dest = self.deliverer.free_name(self.ws.outbox(to_role) / returned, reusing=earlier)
         reasons = "\n".join(f"{p.label}:{p.message}" for p in problems)
         message = f"退回{ROLE_NAMES[to_role]}:{len(problems)} 个问题"
         return _Plan(
@@ -709,43 +632,6 @@ class Processor:
         ]
         return bool(outcomes) and outcomes[-1] != Step.REFUNDED
 
-    def _free(
-        self, dest: Path, *companions: str, reusing: list[tuple[Path, str]] | None = None
-    ) -> Path:
-        """The name a new file gets in a person's folder: free, and not a look-alike of one.
-
-        Names of copies that are ``reusing``-ed (taken away first) count as free.
-        """
-        freed = {path.name for path, _ in reusing or ()}
-        return next(free_names(dest, *companions, freed=freed))
-
-    def _earlier_copies(
-        self, form_no: str | None, name: str, sha: str, role: str | None
-    ) -> list[tuple[Path, str]]:
-        """Copies of this form we gave people that are still in their folders.
-
-        Every earlier copy of a numbered form, and the file just dropped if its sender left
-        an identical copy of it in their folder (a returned new form, fixed and copied back).
-        """
-        outbox = self.ws.root / "outbox"
-        copies: list[tuple[Path, str]] = []
-        if form_no:
-            for dest, delivered in self.ledger.form_copies(form_no):
-                path = Path(dest)
-                if outbox in path.parents and path.is_file() and not path.is_symlink():
-                    copies.append((path, delivered))
-        if role:
-            left = self.ws.outbox(role) / name
-            if (
-                name.endswith("退回.xlsx")
-                and all(left != path for path, _ in copies)
-                and left.is_file()
-                and not left.is_symlink()
-                and sha256_of(left) == sha
-            ):
-                copies.append((left, sha))
-        return copies
-
     def _new_form_no(self, now: dt.datetime) -> str:
         prefix = f"{self.config.form_no_prefix}{now:%Y%m%d}-"
         if self._numbers_sent is None:
@@ -776,7 +662,7 @@ class Processor:
         name, now, data = intake.name, intake.now, intake.data
         text = reply_text(name, now, what, hint)
         # One free name for the pair, so "x (2).xlsx" gets "x (2).xlsx.退回原因.txt".
-        dest = self._free(self.ws.rejected / safe_name(name), REPLY_SUFFIX)
+        dest = self.deliverer.free_name(self.ws.rejected / safe_name(name), REPLY_SUFFIX)
         reply = dest.with_name(dest.name + REPLY_SUFFIX)
         return _Plan(
             NewEvent(
