@@ -30,7 +30,7 @@ import re
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -462,20 +462,29 @@ def _read_chunk(fh: Any, part: str) -> bytes:
     return data
 
 
-def _cell_styles(zf: zipfile.ZipFile, part: str, cells: set[str]) -> dict[str, int]:
-    """A1 address -> style index (``s``) of the given cells of a worksheet part."""
-    wanted = {layout.cell_to_rc(c): c for c in cells}
-    found: dict[str, int] = {}
+def _cell_events(
+    zf: zipfile.ZipFile, part: str, *, strict: bool
+) -> Iterator[tuple[str, str, ElementTree.Element, int, int]]:
+    """Stream a worksheet part as (event, tag, element, row, col), rows let go once read.
+
+    ``strict``: XML that does not parse is a damaged file (FileRejected); otherwise the walk
+    just ends there. Memory stays bounded however large the sheet is.
+    """
+    # Any: typeshed's event union includes shapes that "start"/"end" events never have.
     parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
     row, col = -1, -1
-    rows_box: ElementTree.Element | None = None
+    rows_box: ElementTree.Element | None = None  # <sheetData>, emptied after every row
     with _open_member(zf, part) as fh:
         while chunk := _read_chunk(fh, part):
             try:
                 parser.feed(chunk)
                 events: list[tuple[str, ElementTree.Element]] = list(parser.read_events())
-            except ElementTree.ParseError:
-                return found
+            except ElementTree.ParseError as exc:
+                if not strict:
+                    return
+                raise _rejected(
+                    Reason.CORRUPT, f"文件已损坏:{part} 无法解析({exc})", "请重新保存或重新复制一份"
+                ) from None
             for event, el in events:
                 tag = _local(el.tag)
                 if event == "start" and tag == "sheetData":
@@ -487,11 +496,20 @@ def _cell_styles(zf: zipfile.ZipFile, part: str, cells: set[str]) -> dict[str, i
                 elif event == "start" and tag == "c":
                     ref = _parse_ref(el.get("r", ""))
                     row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
-                    s = el.get("s", "0")
-                    if (row, col) in wanted and s.isdigit():
-                        found[wanted[row, col]] = int(s)
-                elif event == "end" and tag == "row" and rows_box is not None:
+                yield event, tag, el, row, col
+                if event == "end" and tag == "row" and rows_box is not None:
                     rows_box.clear()
+
+
+def _cell_styles(zf: zipfile.ZipFile, part: str, cells: set[str]) -> dict[str, int]:
+    """A1 address -> style index (``s``) of the given cells of a worksheet part."""
+    wanted = {layout.cell_to_rc(c): c for c in cells}
+    found: dict[str, int] = {}
+    for event, tag, el, row, col in _cell_events(zf, part, strict=False):
+        if event == "start" and tag == "c" and (row, col) in wanted:
+            style = el.get("s", "0")
+            if style.isdigit():
+                found[wanted[row, col]] = int(style)
     return found
 
 
@@ -543,34 +561,9 @@ def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> di
         return {}
     wanted = {layout.cell_to_rc(c): c for c in cells.values()}
     found: dict[str, str] = {}
-    # Any: typeshed's event union includes shapes that "start"/"end" events never have.
-    parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
-    row, col = -1, -1
-    rows_box: ElementTree.Element | None = None  # <sheetData>, emptied after every row
-    with _open_member(zf, part) as fh:
-        while chunk := _read_chunk(fh, part):
-            try:
-                parser.feed(chunk)
-                events: list[tuple[str, ElementTree.Element]] = list(parser.read_events())
-            except ElementTree.ParseError as exc:
-                raise _rejected(
-                    Reason.CORRUPT, f"文件已损坏:{part} 无法解析({exc})", "请重新保存或重新复制一份"
-                ) from None
-            for event, el in events:
-                tag = _local(el.tag)
-                if event == "start" and tag == "sheetData":
-                    rows_box = el
-                elif event == "start" and tag == "row":
-                    r = el.get("r", "")
-                    row = int(r) - 1 if r.isdigit() else row + 1
-                    col = -1
-                elif event == "start" and tag == "c":
-                    ref = _parse_ref(el.get("r", ""))
-                    row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
-                elif event == "end" and tag == "f" and (row, col) in wanted:
-                    found[wanted[row, col]] = (el.text or "").strip()
-                elif event == "end" and tag == "row" and rows_box is not None:
-                    rows_box.clear()  # keep memory bounded on a large sheet: rows are done
+    for event, tag, el, row, col in _cell_events(zf, part, strict=True):
+        if event == "end" and tag == "f" and (row, col) in wanted:
+            found[wanted[row, col]] = (el.text or "").strip()
     return found
 
 
