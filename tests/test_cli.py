@@ -168,3 +168,25 @@ def test_every_command_has_help_in_chinese() -> None:
         code, output = invoke(command, "--help")
         assert code == 0 and "--root" in output
         assert any("\u4e00" <= ch <= "\u9fff" for ch in output), command
+
+
+def test_process_leaves_no_helper_processes_behind(root: Path) -> None:
+    """A scheduled `process` ends with nothing of its own still running (forkserver, tracker)."""
+    import subprocess
+    import sys
+
+    from conftest import make_form
+
+    (root / "inbox" / "a.xlsx").write_bytes(make_form())
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.Popen(
+        [sys.executable, "-m", "refundflow.cli", "--now", "2026-11-23 09:10", "process",
+         "--root", str(root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+    )  # fmt: skip
+    out, _err = done.communicate(timeout=120)
+    assert done.returncode == 0 and b"[\xe5\xb7\xb2\xe6\xb5\x81\xe8\xbd\xac]" in out  # [已流转]
+    session = subprocess.run(
+        ["ps", "-o", "pid=,cmd=", "--sid", str(done.pid)], capture_output=True, text=True
+    )
+    assert session.stdout.strip() == "", session.stdout

@@ -28,7 +28,7 @@ from .ledgercheck import open_ledger
 from .monthend import ReportFiles, late_tables, produce, produce_due
 from .processor import Outcome, Processor, Result
 from .routing import STEP_NAMES, Step
-from .sandbox import ParserPool
+from .sandbox import ParserPool, stop_helper_processes
 from .status import FormStatus, form_status, open_forms, roster_warning
 from .templates import write_templates
 from .upkeep import Upkeep, keep_up
@@ -242,6 +242,7 @@ def process(obj: dict[str, Any], root: Path) -> None:
             pending = processor.pending_deliveries()
             Upkeep(workspace, processor.ledger).after_change(obj["clock"]())
             _month_end(workspace, obj["clock"])
+        stop_helper_processes()  # a scheduled task leaves nothing running behind it
     if waiting:
         click.echo(f"仍在 inbox/ 中等待(文件未保存完或被占用,下次再处理):{'、'.join(waiting)}")
     if pending:
@@ -673,6 +674,7 @@ def rebuild(obj: dict[str, Any], root: Path) -> None:
             ) as pool,
         ):
             backup, count = rebuild_ledger(workspace, pool=pool)
+        stop_helper_processes()
     if backup:
         click.echo(f"原账本已备份为 {backup.name}")
     click.echo(f"已从存档重放 {count} 个文件,账本已重建")

@@ -340,3 +340,18 @@ def probe_workbook(data: bytes) -> int:
         for _row in workbook.get_sheet_by_name(name).iter_rows():
             pass
     return len(names)
+
+
+def stop_helper_processes() -> None:
+    """Stop multiprocessing's forkserver and resource tracker, for a command about to exit.
+
+    They would go by themselves a moment after this process ends, but a scheduled task or a
+    service manager sees them outlive the command. The next ParserPool starts them again.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(helper, "_stop", None)  # private: absent, the helpers simply linger
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                stop()
