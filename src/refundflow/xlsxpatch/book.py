@@ -297,7 +297,28 @@ class Book:
                 if a.get("name", "").casefold() == name.casefold() and "localSheetId" not in a:
                     return
         q = self.wb.q("definedName")
-        xml = f'<{q} name="{esc_attr(name)}">{esc_text(formula)}</{q}>'
+        self._add_defined_name(box, f'<{q} name="{esc_attr(name)}">{esc_text(formula)}</{q}>')
+
+    def set_sheet_name(self, name: str, index: int, formula: str) -> None:
+        """Set the defined name ``name`` local to sheet ``index`` (e.g. its print titles),
+        replacing one of that name there."""
+        q = self.wb.q("definedName")
+        xml = f'<{q} name="{esc_attr(name)}" localSheetId="{index}">{esc_text(formula)}</{q}>'
+        box = self.wb.first("definedNames")
+        if box is not None:
+            for h in self.wb.heads("definedName", box.head_end, box.close_start):
+                a = h.attrs
+                if a.get("name", "").casefold() == name.casefold() and a.get(
+                    "localSheetId", ""
+                ).strip() == str(index):
+                    el = self.wb.close(h)
+                    self.wb.replace(el.start, el.end, xml)
+                    self.wb_changed = True
+                    return
+        self._add_defined_name(box, xml)
+
+    def _add_defined_name(self, box: El | None, xml: str) -> None:
+        """Append one ``<definedName>`` to ``box``, creating the box where there is none."""
         if box is not None:
             self.wb.append_child(box, xml)
         else:

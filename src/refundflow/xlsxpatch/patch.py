@@ -10,7 +10,7 @@ from ..layout import HISTORY_SHEET, RETURN_SHEET
 from .book import Book, rels_name
 from .cells import CellOp, edit_cells, parse_cell
 from .failure import PatchError, fail
-from .newsheets import NewSheet, new_sheet_xml
+from .newsheets import PRINT_TITLES, NewSheet, new_sheet_xml, print_titles
 from .ooxml import CT_WORKSHEET, NS_MAIN
 from .splice import Xml
 from .styles import Styles
@@ -40,6 +40,14 @@ class Patch:
     """Workbook-scope defined names to put back when the workbook has none of that name
     (name -> formula text, e.g. the template's version mark, which some writers drop); a name
     that exists is left as it is."""
+    title: str = ""
+    """Title row of the 退回原因 sheet (e.g. which form and when it was returned). When given,
+    the sheet is laid out for printing: title above the table, bordered rows, title and
+    header repeated on every page, pages numbered. Empty: the plain layout of old."""
+    history_title: str = ""
+    """Page header of the 流转记录 sheet (e.g. ``退款单 TKD20261123-001 流转记录``), so a loose
+    printed page can be matched to its form. When given, the sheet is also laid out for
+    printing: bordered, wrapped rows, header row repeated, pages numbered."""
 
 
 def _cell_ops(patch: Patch) -> dict[tuple[int, int], CellOp]:
@@ -100,7 +108,6 @@ def apply_patch(data: bytes, patch: Patch) -> bytes:
         drop_sheet(RETURN_SHEET)  # strip_return_sheet=False: still never two of them
 
     if patch.history_rows:
-        header = styles.sheet_xf(bold=True, wrap=False) if styles else None
         hist = book.find(HISTORY_SHEET)
         if hist is not None:
             part = book.part_of(hist)
@@ -114,20 +121,20 @@ def apply_patch(data: bytes, patch: Patch) -> bytes:
             part = book.new_sheet_part()
             book.add_sheet(HISTORY_SHEET, part, first=False)
             selected = False
-        ours[part] = NewSheet(patch.history_rows, header, None, wrap=False, selected=selected)
+        ours[part] = _history_sheet(patch, styles, selected=selected)
 
     if patch.return_rows:
-        header = styles.sheet_xf(bold=True, wrap=True) if styles else None
-        body = styles.sheet_xf(bold=False, wrap=True) if styles else None
+        new_return = _return_sheet(patch, styles)
         part = book.new_sheet_part()
         book.add_sheet(RETURN_SHEET, part, first=True)
-        ours[part] = NewSheet(patch.return_rows, header, body, wrap=True, selected=True)
+        ours[part] = new_return
         active = 0
 
     if active is not None:
         book.set_active(active)
 
     formula_removed = False
+    repeated: list[tuple[int, str, int]] = []  # (sheet index, name, rows) to print on every page
     for sheet in book.sheets():
         part = book.part_of(sheet)
         selected = active is not None and sheet.index == active
@@ -140,7 +147,12 @@ def apply_patch(data: bytes, patch: Patch) -> bytes:
                 body_xf=new.body_xf,
                 wrap=new.wrap,
                 selected=selected if active is not None else new.selected,
+                title=new.title,
+                title_xf=new.title_xf,
+                page_header=new.page_header,
             )
+            if new.repeated_rows:
+                repeated.append((sheet.index, sheet.name, new.repeated_rows))
             continue
         is_form = sheet.name.casefold() == patch.sheet.casefold()
         if not is_form and active is None:
@@ -164,6 +176,10 @@ def apply_patch(data: bytes, patch: Patch) -> bytes:
             changed = select_tab(x, selected) or changed
         if changed:
             replaced[part] = x.encode()
+
+    # Sheet-local names hold a sheet's position: set them once every sheet is where it stays.
+    for index, name, rows in repeated:
+        book.set_sheet_name(PRINT_TITLES, index, print_titles(name, rows))
 
     if formula_removed:
         # Excel repairs a workbook whose calcChain lists a cell without a formula; the chain is a
@@ -192,3 +208,40 @@ def apply_patch(data: bytes, patch: Patch) -> bytes:
     if not replaced and not removed and not added:
         return data
     return z.build(replaced, removed, added, z.info(book.wb_part).date_time)
+
+
+def _history_sheet(patch: Patch, styles: Styles | None, *, selected: bool) -> NewSheet:
+    """The 流转记录 sheet: plain, or laid out for printing when it has a page header."""
+    if not patch.history_title:
+        header = styles.sheet_xf(bold=True, wrap=False) if styles else None
+        return NewSheet(patch.history_rows, header, None, wrap=False, selected=selected)
+    header = styles.sheet_xf(bold=True, wrap=True, border=True, center=True) if styles else None
+    body = styles.sheet_xf(bold=False, wrap=True, border=True) if styles else None
+    return NewSheet(
+        patch.history_rows,
+        header,
+        body,
+        wrap=True,
+        selected=selected,
+        page_header=patch.history_title,
+    )
+
+
+def _return_sheet(patch: Patch, styles: Styles | None) -> NewSheet:
+    """The 退回原因 sheet: plain, or laid out for printing under its title."""
+    if not patch.title:
+        header = styles.sheet_xf(bold=True, wrap=True) if styles else None
+        body = styles.sheet_xf(bold=False, wrap=True) if styles else None
+        return NewSheet(patch.return_rows, header, body, wrap=True, selected=True)
+    title = styles.sheet_xf(bold=True, wrap=False, size=14) if styles else None
+    header = styles.sheet_xf(bold=True, wrap=True, border=True, center=True) if styles else None
+    body = styles.sheet_xf(bold=False, wrap=True, border=True) if styles else None
+    return NewSheet(
+        patch.return_rows,
+        header,
+        body,
+        wrap=True,
+        selected=True,
+        title=patch.title,
+        title_xf=title,
+    )

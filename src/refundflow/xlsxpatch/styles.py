@@ -160,7 +160,8 @@ class Styles:
         head, inner, close = xfs.split(xf)
         return xfs.add(with_attrs(head, {"fillId": str(fill), "applyFill": "1"}) + inner + close)
 
-    def _bold_font(self) -> int:
+    def _bold_font(self, size: float | None = None) -> int:
+        """Font 0 made bold (and ``size`` points, for a title), added once."""
         fonts = self._get("fonts", "font")
         if not fonts.texts:
             return 0
@@ -169,18 +170,54 @@ class Styles:
         if not close:  # an empty <font/>
             head, close = head[:-2].rstrip() + ">", f"</{fonts.qname}>"
         inner = re.sub(rf"<{re.escape(q('b'))}(?=[\s/>])[^>]*?/>", "", inner)
-        return fonts.add(f"{head}<{q('b')}/>{inner}{close}")
+        if size is None:
+            return fonts.add(f"{head}<{q('b')}/>{inner}{close}")
+        # CT_Font's children may come in any order: drop the size and put ours first.
+        inner = re.sub(rf"<{re.escape(q('sz'))}(?=[\s/>])[^>]*?/>", "", inner)
+        return fonts.add(f'{head}<{q("b")}/><{q("sz")} val="{size:g}"/>{inner}{close}')
 
-    def sheet_xf(self, *, bold: bool, wrap: bool) -> int:
-        """Index of a plain format (optionally bold / wrapped) for the sheets we write."""
+    def _thin_border(self) -> int:
+        """A thin black box around the cell; 0 (no border) in a styles.xml without borders."""
+        borders = self._get("borders", "border")
+        if not borders.present or not borders.texts:
+            return 0
+        q = self.x.q
+        sides = "".join(
+            f'<{q(side)} style="thin"><{q("color")} indexed="64"/></{q(side)}>'
+            for side in ("left", "right", "top", "bottom")
+        )
+        return borders.add(f"<{q('border')}>{sides}<{q('diagonal')}/></{q('border')}>")
+
+    def sheet_xf(
+        self,
+        *,
+        bold: bool,
+        wrap: bool,
+        border: bool = False,
+        center: bool = False,
+        size: float | None = None,
+    ) -> int:
+        """Index of a plain format for the sheets we write: optionally bold (of ``size``
+        points), wrapped at the top of the cell, boxed by a thin border, centred."""
         xfs = self._xfs()
-        font = self._bold_font() if bold else 0
+        font = self._bold_font(size) if bold else 0
+        border_id = self._thin_border() if border else 0
         q = self.x.q
         xf_id = ' xfId="0"' if self.x.first("cellStyleXfs") is not None else ""
-        applies = (' applyFont="1"' if bold else "") + (' applyAlignment="1"' if wrap else "")
-        head = f'<{q("xf")} numFmtId="0" fontId="{font}" fillId="0" borderId="0"{xf_id}{applies}'
-        if wrap:
-            align = f'<{q("alignment")} vertical="top" wrapText="1"/>'
+        aligned = wrap or center
+        applies = (
+            (' applyFont="1"' if bold else "")
+            + (' applyBorder="1"' if border_id else "")
+            + (' applyAlignment="1"' if aligned else "")
+        )
+        head = (
+            f'<{q("xf")} numFmtId="0" fontId="{font}" fillId="0" borderId="{border_id}"'
+            f"{xf_id}{applies}"
+        )
+        if aligned:
+            where = ' horizontal="center" vertical="center"' if center else ' vertical="top"'
+            wrap_text = ' wrapText="1"' if wrap else ""
+            align = f"<{q('alignment')}{where}{wrap_text}/>"
             return xfs.add(f"{head}>{align}</{q('xf')}>")
         return xfs.add(head + "/>")
 
