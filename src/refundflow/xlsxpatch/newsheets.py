@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..layout import rc_to_cell
 from .ooxml import NS_MAIN, NS_REL
-from .xmltext import esc_text, inline_string
+from .xmltext import inline_string, xstring
 
 
 def _text_width(text: str) -> int:
@@ -42,9 +42,9 @@ TITLE_HEIGHT = 24
 
 
 def header_text(text: str) -> str:
-    """``text`` for a page header section: "&" starts a header code there, so it is doubled;
-    Excel refuses headers over 255 characters."""
-    return text.replace("&", "&&")[:200]
+    """``text`` for a page header section: "&" starts a header code there, so it is doubled
+    (cut first, so no "&&" is cut in half); Excel refuses headers over 255 characters."""
+    return text[:120].replace("&", "&&")
 
 
 def print_titles(sheet_name: str, last_row: int) -> str:
@@ -127,10 +127,10 @@ def new_sheet_xml(
     )
     header_footer = ""
     if title or page_header:
-        odd_header = f"<oddHeader>{esc_text('&C' + header_text(page_header))}</oddHeader>"
+        odd_header = f"<oddHeader>{xstring('&C' + header_text(page_header))}</oddHeader>"
         header_footer = (
             f"<headerFooter>{odd_header if page_header else ''}"
-            f"<oddFooter>{esc_text(PAGE_FOOTER)}</oddFooter></headerFooter>"
+            f"<oddFooter>{xstring(PAGE_FOOTER)}</oddFooter></headerFooter>"
         )
     xml = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
