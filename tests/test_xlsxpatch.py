@@ -695,7 +695,7 @@ def test_bad_patch_raises_patch_error(source: bytes, patch: Patch, message: str)
 
 
 def test_zip_bomb_part_is_refused(source: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    import refundflow.xlsxpatch as xp
+    import refundflow.xlsxpatch.zipio as xp
 
     monkeypatch.setattr(xp, "MAX_PART_BYTES", 100)
     with pytest.raises(PatchError, match="过大"):
