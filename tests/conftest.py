@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -160,7 +159,3 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)
-
-
-def soffice_missing() -> bool:
-    return shutil.which("soffice") is None

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,15 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from refundflow import layout, templates
 from refundflow.config import Config
+
+from office import (
+    needs_soffice,
+    needs_ssconvert,
+    pdf_pages,
+    soffice_convert,
+    soffice_convert_all,
+    ssconvert,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "templates"
@@ -34,12 +41,6 @@ SHEET_OF = {
     layout.FINANCE_STATS_TEMPLATE_FILE: layout.FINANCE_STATS_SHEET,
 }
 PER_FILE = [pytest.param(name, id=name.removesuffix(".xlsx")) for name in FILES]
-
-SOFFICE = shutil.which("soffice")
-SSCONVERT = shutil.which("ssconvert")
-needs_soffice = pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) not on PATH")
-needs_ssconvert = pytest.mark.skipif(SSCONVERT is None, reason="Gnumeric (ssconvert) not on PATH")
-OFFICE_TIMEOUT = 180  # seconds; a cold LibreOffice start with a fresh profile takes a while
 
 # The labels of the spec (refund-process.md §3–§6), by sheet.
 REFUND_LABELS = {
@@ -351,34 +352,10 @@ def test_stats_table_grid(books: dict[str, Workbook], name: str, columns: tuple[
 # --- LibreOffice and Gnumeric ----------------------------------------------------------------
 
 
-def soffice_convert(files: list[Path], fmt: str, out: Path, profile: Path) -> None:
-    cmd = [
-        str(SOFFICE),
-        f"-env:UserInstallation={profile.as_uri()}",
-        "--headless",
-        "--convert-to",
-        fmt,
-        "--outdir",
-        str(out),
-        *map(str, files),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=OFFICE_TIMEOUT)
-
-
-def pdf_pages(pdf: Path) -> int:
-    if shutil.which("pdfinfo"):
-        info = subprocess.run(
-            ["pdfinfo", str(pdf)], check=True, capture_output=True, text=True, timeout=60
-        ).stdout
-        return int(re.search(r"^Pages:\s+(\d+)", info, re.MULTILINE)[1])  # type: ignore[index]
-    # LibreOffice writes uncompressed page objects: count them.
-    return len(re.findall(rb"/Type\s*/Page(?!s)", pdf.read_bytes()))
-
-
 @pytest.fixture(scope="module")
 def pdfs(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pdf")
-    soffice_convert([generated / n for n in FILES], "pdf", out, out / "lo-profile")
+    soffice_convert_all([generated / n for n in FILES], "pdf", out)
     return out
 
 
@@ -413,8 +390,8 @@ def assert_form_reader_stamps(path: Path, names: dict[str, str], sheet: str) -> 
 @needs_soffice
 @pytest.mark.parametrize("name", PER_FILE)
 def test_names_and_version_survive_libreoffice(generated: Path, tmp_path: Path, name: str) -> None:
-    soffice_convert([generated / name], "xlsx", tmp_path / "out", tmp_path / "lo-profile")
-    assert_form_reader_stamps(tmp_path / "out" / name, EXPECTED_NAMES[name], SHEET_OF[name])
+    saved = soffice_convert(generated / name, "xlsx", tmp_path / "out")
+    assert_form_reader_stamps(saved, EXPECTED_NAMES[name], SHEET_OF[name])
 
 
 @pytest.mark.office
@@ -422,11 +399,5 @@ def test_names_and_version_survive_libreoffice(generated: Path, tmp_path: Path, 
 @pytest.mark.filterwarnings("ignore:Workbook contains no default style")  # Gnumeric's styles.xml
 @pytest.mark.parametrize("name", PER_FILE)
 def test_names_and_version_survive_gnumeric(generated: Path, tmp_path: Path, name: str) -> None:
-    out = tmp_path / name
-    subprocess.run(
-        [str(SSCONVERT), str(generated / name), str(out)],
-        check=True,
-        capture_output=True,
-        timeout=OFFICE_TIMEOUT,
-    )
-    assert_form_reader_stamps(out, EXPECTED_NAMES[name], SHEET_OF[name])
+    saved = ssconvert(generated / name, tmp_path / name)
+    assert_form_reader_stamps(saved, EXPECTED_NAMES[name], SHEET_OF[name])
