@@ -12,7 +12,7 @@ from refundflow.ledger import Ledger
 
 from conftest import CORPUS, Invoke
 
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/corpus is not beside the repo")
+pytestmark = pytest.mark.corpus
 
 
 def test_every_corpus_file_is_answered_without_loss(root: Path, run: Invoke) -> None:

@@ -22,9 +22,6 @@ from conftest import CORPUS, NEW_FORM, Invoke, block, drop, edit_form, make_form
 from formfill import insert_rows_above, rewrite_parts
 
 FORM = "TKD20261123-001"
-NEEDS_CORPUS = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason="shared/corpus is not beside the repo"
-)
 FILE = f"{FORM}.xlsx"
 
 
@@ -314,28 +311,28 @@ def _xlsx_of_another_shape() -> bytes:
             lambda: (CORPUS / "sheetjs__write_57.xls").read_bytes(),
             [".xls"],
             id="xls",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
         pytest.param(
             "macro.xlsm",
             lambda: (CORPUS / "rustxw__macro01.xlsm").read_bytes(),
             ["宏"],
             id="xlsm",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
         pytest.param(
             "calc.ods",
             lambda: (CORPUS / "sheetjs__AutoFilter.ods").read_bytes(),
             [".ods"],
             id="ods",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
         pytest.param(
             "secret.xlsx",
             lambda: (CORPUS / "edr__agile_RC2_SHA1_CBC_pwd_password.xlsx").read_bytes(),
             ["加密"],
             id="encrypted",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
         pytest.param(
             "外链.xlsx",
@@ -357,7 +354,7 @@ def _xlsx_of_another_shape() -> bytes:
             ),
             ["宏代码", "另存为不含宏"],
             id="vba-project-renamed-as-an-image",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
     ],
 )

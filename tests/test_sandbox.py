@@ -15,10 +15,10 @@ import pytest
 from refundflow.errors import FileRejected, Reason
 from refundflow.sandbox import ParserFailed, ParserPool, probe_workbook
 
+from conftest import CORPUS
+
 log = logging.getLogger(__name__)
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "wild-spreadsheets"
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}")
 ABORTS = ["phpspreadsheet__oleloop.xls", "edr__Test_git_issue_382_oom.xls"]
 
 
@@ -210,7 +210,7 @@ def test_close_leaves_no_process_behind() -> None:
         p.run(echo, 1)
 
 
-@needs_corpus
+@pytest.mark.corpus
 def test_panic_exception_is_contained(pool: ParserPool) -> None:
     with pytest.raises(ParserFailed) as info:
         pool.run(probe_workbook, (CORPUS / "poi__Simple.xlsb").read_bytes())
@@ -219,7 +219,7 @@ def test_panic_exception_is_contained(pool: ParserPool) -> None:
     assert pool.run(probe_workbook, (CORPUS / "sheetjs__Attendance.xlsx").read_bytes()) == 1
 
 
-@needs_corpus
+@pytest.mark.corpus
 @pytest.mark.parametrize("name", ABORTS)
 def test_8gib_allocation_abort_is_contained(pool: ParserPool, name: str) -> None:
     with pytest.raises(ParserFailed) as info:
@@ -229,7 +229,7 @@ def test_8gib_allocation_abort_is_contained(pool: ParserPool, name: str) -> None
     assert pool.run(probe_workbook, (CORPUS / "sheetjs__Attendance.xlsx").read_bytes()) == 1
 
 
-@needs_corpus
+@pytest.mark.corpus
 def test_every_corpus_file_through_the_pool() -> None:
     files = sorted(p for p in CORPUS.iterdir() if p.name not in ("MANIFEST.tsv", "SOURCES.md"))
     start = time.monotonic()
