@@ -6,7 +6,6 @@ import csv
 import io
 import random
 import struct
-import timeit
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from refundflow.sniff import ACCEPTED_KINDS, FileKind, Sniffed, sniff, sniff_pat
 
 from conftest import CORPUS
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "退款申请表.xlsx"
 MAIN_NS = b"http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 STRICT_NS = b"http://purl.oclc.org/ooxml/spreadsheetml/main"
 XLSX_CT = b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
@@ -555,13 +553,6 @@ def test_internal_bug_becomes_corrupt(monkeypatch: pytest.MonkeyPatch) -> None:
     result = sniff(XLSX, name="a.xlsx")
     assert result.kind is FileKind.CORRUPT
     assert "AttributeError" in result.detail
-
-
-def test_fast_on_a_form_sized_xlsx() -> None:
-    data = TEMPLATE.read_bytes() if TEMPLATE.exists() else XLSX
-    assert sniff(data).kind is FileKind.XLSX
-    best = min(timeit.repeat(lambda: sniff(data, name="a.xlsx"), number=200, repeat=5)) / 200
-    assert best < 1e-3, f"{best * 1e6:.0f} us per sniff"
 
 
 # --- the wild corpus ------------------------------------------------------------------------------
