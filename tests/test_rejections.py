@@ -53,9 +53,17 @@ def returned(root: Path, role: str, name: str) -> Path:
     [
         pytest.param({"order_no": None}, ["订单号", "B6", "未填写"], id="required-field"),
         pytest.param({"mobile": "1380013800"}, ["手机号码", "B5", "11位"], id="bad-mobile"),
-        pytest.param({"amount": 0}, ["金额", "D6"], id="zero-amount"),
-        pytest.param({"amount": 12.345}, ["金额", "D6"], id="three-decimals"),
-        pytest.param({"amount": "100元/200元"}, ["金额", "D6"], id="two-amounts"),
+        pytest.param(
+            {"amount": 0}, ["金额", "D6", "必须大于0", "填写大于 0 的金额"], id="zero-amount"
+        ),
+        pytest.param(
+            {"amount": 12.345}, ["金额", "D6", "最多两位小数", "12.345"], id="three-decimals"
+        ),
+        pytest.param(
+            {"amount": "100元/200元"},
+            ["金额", "D6", "多个金额", "100元/200元", "每张单只填一个金额"],
+            id="two-amounts",
+        ),
         pytest.param(
             {"purchase_time": "2026-11-22 20"},
             ["购买时间", "D5", "分钟"],
