@@ -19,6 +19,7 @@ import pytest
 SOFFICE = shutil.which("soffice")
 SSCONVERT = shutil.which("ssconvert")
 PDFINFO = shutil.which("pdfinfo")
+PDFTOTEXT = shutil.which("pdftotext")
 
 #: Seconds one conversion may take. A cold LibreOffice start with a fresh profile takes 5-20 s
 #: alone; on a busy 2-core CI machine several times that. A hang still fails, just not at once.
@@ -27,6 +28,7 @@ OFFICE_TIMEOUT = 240
 SOFFICE_MISSING = "LibreOffice (soffice) is not on PATH: install libreoffice-calc"
 SSCONVERT_MISSING = "Gnumeric (ssconvert) is not on PATH: install gnumeric"
 PDFINFO_MISSING = "pdfinfo is not on PATH: install poppler-utils"
+PDFTOTEXT_MISSING = "pdftotext is not on PATH: install poppler-utils"
 
 needs_soffice = pytest.mark.skipif(SOFFICE is None, reason=SOFFICE_MISSING)
 needs_ssconvert = pytest.mark.skipif(SSCONVERT is None, reason=SSCONVERT_MISSING)
@@ -119,3 +121,17 @@ def pdf_pages(pdf: Path) -> int:
     match = re.search(r"^Pages:\s+(\d+)$", pdf_info(pdf), re.MULTILINE)
     assert match, f"pdfinfo gave no page count for {pdf.name}"
     return int(match[1])
+
+
+def pdf_text(pdf: Path) -> str:
+    """The text of ``pdf`` as printed, laid out line by line (``pdftotext -layout``)."""
+    if PDFTOTEXT is None:
+        pytest.skip(PDFTOTEXT_MISSING)
+    done = subprocess.run(
+        [PDFTOTEXT, "-layout", str(pdf), "-"],
+        capture_output=True,
+        text=True,
+        timeout=OFFICE_TIMEOUT,
+        check=True,
+    )
+    return done.stdout

@@ -16,11 +16,13 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from refundflow import layout, templates
 from refundflow.config import Config
+from refundflow.handover_check import read_handover
 
 from office import (
     needs_soffice,
     needs_ssconvert,
     pdf_pages,
+    pdf_text,
     soffice_convert,
     soffice_convert_all,
     ssconvert,
@@ -310,6 +312,22 @@ def test_refund_form_prints_on_one_a4_portrait_page(books: dict[str, Workbook]) 
 # --- handover and statistics -----------------------------------------------------------------
 
 
+def test_reporting_department_hint_gives_customer_service_as_the_example(
+    books: dict[str, Workbook],
+) -> None:
+    ws = books[layout.REFUND_TEMPLATE_FILE][layout.REFUND_SHEET]
+    reporting = validation_at(ws, layout.FIELDS_BY_NAME["reporting_dept"].cell)
+    handling = validation_at(ws, layout.FIELDS_BY_NAME["handling_dept"].cell)
+    assert (reporting.promptTitle, reporting.prompt) == ("申报部门", "填写部门名称,例如 客服部")
+    assert (handling.promptTitle, handling.prompt) == ("问题处理部门", "填写部门名称,例如 技术部")
+
+
+def test_handover_blanks_to_fill_by_hand_are_not_content(generated: Path) -> None:
+    """The printed blanks (年 月 日, □白班 □中班) read as empty: the check says 未填写."""
+    values = read_handover(generated / layout.HANDOVER_TEMPLATE_FILE)
+    assert values == {name: "" for name in layout.HANDOVER_CELLS}
+
+
 def test_handover_inputs(books: dict[str, Workbook]) -> None:
     ws = books[layout.HANDOVER_TEMPLATE_FILE][layout.HANDOVER_SHEET]
     for name in layout.HANDOVER_NAMES:
@@ -357,6 +375,14 @@ def pdfs(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pdf")
     soffice_convert_all([generated / n for n in FILES], "pdf", out)
     return out
+
+
+@pytest.mark.office
+@needs_soffice
+def test_blank_handover_sheet_prints_the_blanks_to_fill_in(pdfs: Path) -> None:
+    text = pdf_text(pdfs / layout.HANDOVER_TEMPLATE_FILE.replace(".xlsx", ".pdf"))
+    assert re.search(r"填表时间\s+年\s+月\s+日\s+交接人", text), text
+    assert re.search(r"班次\s+□白班\s+□中班\s+班次:", text), text
 
 
 @pytest.mark.office
