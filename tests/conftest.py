@@ -15,16 +15,11 @@ from click.testing import CliRunner, Result
 
 from refundflow.cli import cli
 
+from corpus import CORPUS, CORPUS_VARIABLE
 from formfill import fill_form
 
 REPO = Path(__file__).resolve().parents[1]
 REFUND_TEMPLATE = REPO / "templates" / "退款申请表.xlsx"
-
-#: Where the wild-spreadsheet corpus is: ``REFUNDFLOW_CORPUS``, or ``shared/`` beside the clone.
-CORPUS_VARIABLE = "REFUNDFLOW_CORPUS"
-CORPUS = Path(
-    os.environ.get(CORPUS_VARIABLE) or REPO.parent / "shared" / "corpus" / "wild-spreadsheets"
-).expanduser()
 
 
 @pytest.hookimpl(tryfirst=True)  # before an empty corpus table's own "empty parameter set" skip

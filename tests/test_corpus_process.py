@@ -10,7 +10,8 @@ import pytest
 from refundflow.archive import sha256
 from refundflow.ledger import Ledger
 
-from conftest import CORPUS, Invoke
+from conftest import Invoke
+from corpus import CORPUS
 
 pytestmark = pytest.mark.corpus
 

@@ -18,7 +18,8 @@ from refundflow.forms import read_form
 from refundflow.layout import TEMPLATE_VERSION
 from refundflow.xlsxpatch import HIGHLIGHT_RGB
 
-from conftest import CORPUS, NEW_FORM, Invoke, block, drop, edit_form, make_form, take
+from conftest import NEW_FORM, Invoke, block, drop, edit_form, make_form, take
+from corpus import CORPUS
 from formfill import insert_rows_above, rewrite_parts
 
 FORM = "TKD20261123-001"

@@ -15,7 +15,7 @@ import pytest
 from refundflow.errors import FileRejected, Reason
 from refundflow.sandbox import ParserFailed, ParserPool, probe_workbook
 
-from conftest import CORPUS
+from corpus import CORPUS
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from refundflow import sniff as sniff_module
 from refundflow.errors import FileRejected, Reason
 from refundflow.sniff import ACCEPTED_KINDS, FileKind, Sniffed, sniff, sniff_path
 
-from conftest import CORPUS
+from corpus import CORPUS
 
 MAIN_NS = b"http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 STRICT_NS = b"http://purl.oclc.org/ooxml/spreadsheetml/main"

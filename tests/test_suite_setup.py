@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CORPUS_VARIABLE, REPO
+from corpus import CORPUS_VARIABLE, REPO
 
 MANIFEST_HEAD = "name\tsha256\tsize\tkind\tdetected\tproducer\tsource_repo\tcommit\toriginal_path\n"
 
