@@ -10,9 +10,10 @@ import pytest
 from refundflow.archive import sha256
 from refundflow.ledger import Ledger
 
-from conftest import CORPUS, Invoke
+from conftest import Invoke
+from corpus import CORPUS
 
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/corpus is not beside the repo")
+pytestmark = pytest.mark.corpus
 
 
 def test_every_corpus_file_is_answered_without_loss(root: Path, run: Invoke) -> None:

@@ -23,7 +23,8 @@ from refundflow.handover_check import check_handover, read_handover
 from refundflow.ledger import Ledger
 from refundflow.workspace import Workspace
 
-from conftest import Invoke, soffice_missing
+from conftest import Invoke
+from office import needs_soffice, pdf_info, pdf_text, soffice_convert
 
 SHEET = "客服部值班交接单-20261123-白班.xlsx"
 
@@ -209,30 +210,29 @@ def test_watcher_writes_no_sheet_when_auto_is_off(root: Path) -> None:
 
 
 @pytest.mark.office
-@pytest.mark.skipif(soffice_missing(), reason="needs LibreOffice")
+@needs_soffice
 def test_generated_sheet_prints_on_one_a4_page(day: tuple[Path, Invoke], tmp_path: Path) -> None:
     source = tmp_path / "sheet.xlsx"
     shutil.copyfile(day[0] / "outbox" / "cs" / SHEET, source)
-    subprocess.run(
-        [
-            "soffice",
-            "--headless",
-            f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}",  # never a user's own
-            "--convert-to",
-            "pdf",
-            "--outdir",
-            str(tmp_path),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    info = subprocess.run(
-        ["pdfinfo", str(tmp_path / "sheet.pdf")], check=True, capture_output=True, text=True
-    ).stdout
+    info = pdf_info(soffice_convert(source, "pdf", tmp_path))
     assert re.search(r"^Pages:\s+1$", info, re.M), info
     assert re.search(r"^Page size:\s+595\.\d+ x 841\.\d+ pts \(A4\)$", info, re.M), info
+
+
+@pytest.mark.office
+@needs_soffice
+def test_generated_sheet_prints_its_date_and_shift_not_the_blanks(
+    day: tuple[Path, Invoke], tmp_path: Path
+) -> None:
+    source = tmp_path / "sheet.xlsx"
+    shutil.copyfile(day[0] / "outbox" / "cs" / SHEET, source)
+    ws = openpyxl.load_workbook(source)[layout.HANDOVER_SHEET]
+    assert ws[layout.HANDOVER_CELLS["filled_on"]].value == dt.datetime(2026, 11, 23)
+    assert ws[layout.HANDOVER_CELLS["shift"]].value == "白班"
+    text = pdf_text(soffice_convert(source, "pdf", tmp_path))
+    assert re.search(r"填表时间\s+2026-11-23\s+交接人", text), text
+    assert re.search(r"班次\s+白班\s+班次:", text), text
+    assert "□" not in text, text
 
 
 # ---- the rules of a filled sheet ---------------------------------------------------------

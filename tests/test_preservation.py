@@ -12,8 +12,6 @@ import datetime as dt
 import io
 import posixpath
 import re
-import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
@@ -33,12 +31,7 @@ from refundflow.layout import (
 from refundflow.xlsxpatch import HIGHLIGHT_RGB
 
 from conftest import Invoke, block, drop, edit_form, make_form, take
-
-SOFFICE = shutil.which("soffice")
-SSCONVERT = shutil.which("ssconvert")
-OFFICE_TIMEOUT = 120
-needs_soffice = pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) not on PATH")
-needs_ssconvert = pytest.mark.skipif(SSCONVERT is None, reason="Gnumeric (ssconvert) not on PATH")
+from office import gnumeric_resave, needs_soffice, needs_ssconvert, soffice_resave
 
 FORM = "TKD20261123-001"
 FILE = f"{FORM}.xlsx"
@@ -62,34 +55,6 @@ Saver = Callable[[bytes, Path], bytes]
 
 
 # --- producing the dropped file ------------------------------------------------------------
-
-
-def libreoffice_save(data: bytes, work: Path) -> bytes:
-    """Open ``data`` in LibreOffice and save it as .xlsx, as a LibreOffice user does."""
-    if SOFFICE is None:
-        pytest.skip("LibreOffice (soffice) not on PATH")
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / "in.xlsx"
-    src.write_bytes(data)
-    subprocess.run(
-        [SOFFICE, "--headless", f"-env:UserInstallation={(work / 'lo').as_uri()}",
-         "--convert-to", "xlsx", "--outdir", str(work / "out"), str(src)],
-        check=True, capture_output=True, timeout=OFFICE_TIMEOUT,
-    )  # fmt: skip
-    return (work / "out" / "in.xlsx").read_bytes()
-
-
-def gnumeric_save(data: bytes, work: Path) -> bytes:
-    """Open ``data`` in Gnumeric and save it as .xlsx."""
-    if SSCONVERT is None:
-        pytest.skip("Gnumeric (ssconvert) not on PATH")
-    work.mkdir(parents=True, exist_ok=True)
-    src, dst = work / "in.xlsx", work / "gnumeric.xlsx"
-    src.write_bytes(data)
-    subprocess.run(
-        [SSCONVERT, str(src), str(dst)], check=True, capture_output=True, timeout=OFFICE_TIMEOUT
-    )
-    return dst.read_bytes()
 
 
 def png() -> bytes:
@@ -253,8 +218,8 @@ def check_reads_back(copy: bytes, *, history_rows: int) -> None:
 @pytest.mark.parametrize(
     "save",
     [
-        pytest.param(libreoffice_save, id="libreoffice", marks=needs_soffice),
-        pytest.param(gnumeric_save, id="gnumeric", marks=needs_ssconvert),
+        pytest.param(soffice_resave, id="libreoffice", marks=needs_soffice),
+        pytest.param(gnumeric_resave, id="gnumeric", marks=needs_ssconvert),
     ],
 )
 def test_routed_copy_keeps_image_comment_and_extra_sheet(
@@ -291,7 +256,7 @@ def test_routed_copy_keeps_image_comment_and_extra_sheet(
 def test_returned_and_fixed_copies_keep_image_and_comment(
     root: Path, run: Invoke, tmp_path: Path
 ) -> None:
-    sent = libreoffice_save(decorate(make_form(mobile="1380013800")), tmp_path / "first")
+    sent = soffice_resave(decorate(make_form(mobile="1380013800")), tmp_path / "first")
     image, comment = image_and_comment(sent)
     drop(root, "申请.xlsx", sent)
     result = run("process")
@@ -307,7 +272,7 @@ def test_returned_and_fixed_copies_keep_image_and_comment(
 
     # Customer service fixes the number in LibreOffice and drops the returned file again.
     fixed = edit_form(take(root, "cs", "申请-退回.xlsx"), {"mobile": "13800138000"})
-    resaved = libreoffice_save(fixed, tmp_path / "fix")
+    resaved = soffice_resave(fixed, tmp_path / "fix")
     drop(root, "申请-退回.xlsx", resaved)
     result = run("process", now="2026-11-23 09:20")
     assert result.output == f"[已流转] 申请-退回.xlsx: {FORM} → 技术部(待技术部核实)\n"
@@ -327,14 +292,14 @@ def test_returned_and_fixed_copies_keep_image_and_comment(
 @pytest.mark.office
 @needs_soffice
 def test_libreoffice_form_travels_the_tech_step(root: Path, run: Invoke, tmp_path: Path) -> None:
-    sent = libreoffice_save(decorate(make_form()), tmp_path / "cs")
+    sent = soffice_resave(decorate(make_form()), tmp_path / "cs")
     drop(root, "退款申请-张三.xlsx", sent)
     assert run("process").exit_code == 0
 
     # 技术部 opens its copy, fills its block and saves it in LibreOffice again.
     at_tech = take(root, "tech", FILE)
     filled = edit_form(at_tech, block("tech", "王五", dt.datetime(2026, 11, 23, 9, 30)))
-    resaved = libreoffice_save(filled, tmp_path / "tech")
+    resaved = soffice_resave(filled, tmp_path / "tech")
     drop(root, FILE, resaved)
     result = run("process", now="2026-11-23 09:31")
 

@@ -18,13 +18,11 @@ from refundflow.forms import read_form
 from refundflow.layout import TEMPLATE_VERSION
 from refundflow.xlsxpatch import HIGHLIGHT_RGB
 
-from conftest import CORPUS, NEW_FORM, Invoke, block, drop, edit_form, make_form, take
+from conftest import NEW_FORM, Invoke, block, drop, edit_form, make_form, take
+from corpus import CORPUS
 from formfill import insert_rows_above, rewrite_parts
 
 FORM = "TKD20261123-001"
-NEEDS_CORPUS = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason="shared/corpus is not beside the repo"
-)
 FILE = f"{FORM}.xlsx"
 
 
@@ -56,9 +54,17 @@ def returned(root: Path, role: str, name: str) -> Path:
     [
         pytest.param({"order_no": None}, ["订单号", "B6", "未填写"], id="required-field"),
         pytest.param({"mobile": "1380013800"}, ["手机号码", "B5", "11位"], id="bad-mobile"),
-        pytest.param({"amount": 0}, ["金额", "D6"], id="zero-amount"),
-        pytest.param({"amount": 12.345}, ["金额", "D6"], id="three-decimals"),
-        pytest.param({"amount": "100元/200元"}, ["金额", "D6"], id="two-amounts"),
+        pytest.param(
+            {"amount": 0}, ["金额", "D6", "必须大于0", "填写大于 0 的金额"], id="zero-amount"
+        ),
+        pytest.param(
+            {"amount": 12.345}, ["金额", "D6", "最多两位小数", "12.345"], id="three-decimals"
+        ),
+        pytest.param(
+            {"amount": "100元/200元"},
+            ["金额", "D6", "多个金额", "100元/200元", "每张单只填一个金额"],
+            id="two-amounts",
+        ),
         pytest.param(
             {"purchase_time": "2026-11-22 20"},
             ["购买时间", "D5", "分钟"],
@@ -314,28 +320,28 @@ def _xlsx_of_another_shape() -> bytes:
             lambda: (CORPUS / "sheetjs__write_57.xls").read_bytes(),
             [".xls"],
             id="xls",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
         pytest.param(
             "macro.xlsm",
             lambda: (CORPUS / "rustxw__macro01.xlsm").read_bytes(),
             ["宏"],
             id="xlsm",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
         pytest.param(
             "calc.ods",
             lambda: (CORPUS / "sheetjs__AutoFilter.ods").read_bytes(),
             [".ods"],
             id="ods",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
         pytest.param(
             "secret.xlsx",
             lambda: (CORPUS / "edr__agile_RC2_SHA1_CBC_pwd_password.xlsx").read_bytes(),
             ["加密"],
             id="encrypted",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
         pytest.param(
             "外链.xlsx",
@@ -357,7 +363,7 @@ def _xlsx_of_another_shape() -> bytes:
             ),
             ["宏代码", "另存为不含宏"],
             id="vba-project-renamed-as-an-image",
-            marks=NEEDS_CORPUS,
+            marks=pytest.mark.corpus,
         ),
     ],
 )

@@ -29,7 +29,8 @@ from refundflow.monthly import Tables
 from refundflow.reports import Month, collect, cs_table, finance_table, read_stats_table
 from refundflow.workspace import Workspace, WorkspaceLock
 
-from conftest import ROSTER, set_roster, soffice_missing, wait_until
+from conftest import ROSTER, set_roster, wait_until
+from office import needs_soffice, soffice_convert_all
 
 CS_FILE = "客服退单统计表-2026-11.xlsx"
 FIN_FILE = "财务退单统计表-2026-11.xlsx"
@@ -338,23 +339,16 @@ def test_finance_table_goes_to_the_configured_compiler(ws: Path) -> None:
 
 
 @pytest.mark.office
-@pytest.mark.skipif(soffice_missing(), reason="LibreOffice (soffice) is not installed")
+@needs_soffice
 def test_libreoffice_opens_the_monthly_workbook_and_both_tables(ws: Path, tmp_path: Path) -> None:
     assert report(ws).exit_code == 0
-    out = tmp_path / "pdf"
     files = [
         ws / "outbox" / "admin" / BOOK_FILE,
         ws / "outbox" / "cs" / CS_FILE,
         ws / "outbox" / "cashier" / FIN_FILE,
     ]
-    subprocess.run(
-        ["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/lo", "--convert-to",
-         "pdf", "--outdir", str(out), *map(str, files)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    for path in files:
-        pdf = out / f"{path.stem}.pdf"
-        assert pdf.exists() and pdf.stat().st_size > 10_000, pdf.name
+    for pdf in soffice_convert_all(files, "pdf", tmp_path / "pdf"):
+        assert pdf.stat().st_size > 10_000, pdf.name
 
 
 def test_month_fill_covers_what_the_tests_assume() -> None:

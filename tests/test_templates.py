@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,17 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from refundflow import layout, templates
 from refundflow.config import Config
+from refundflow.handover_check import read_handover
+
+from office import (
+    needs_soffice,
+    needs_ssconvert,
+    pdf_pages,
+    pdf_text,
+    soffice_convert,
+    soffice_convert_all,
+    ssconvert,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "templates"
@@ -34,12 +43,6 @@ SHEET_OF = {
     layout.FINANCE_STATS_TEMPLATE_FILE: layout.FINANCE_STATS_SHEET,
 }
 PER_FILE = [pytest.param(name, id=name.removesuffix(".xlsx")) for name in FILES]
-
-SOFFICE = shutil.which("soffice")
-SSCONVERT = shutil.which("ssconvert")
-needs_soffice = pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) not on PATH")
-needs_ssconvert = pytest.mark.skipif(SSCONVERT is None, reason="Gnumeric (ssconvert) not on PATH")
-OFFICE_TIMEOUT = 180  # seconds; a cold LibreOffice start with a fresh profile takes a while
 
 # The labels of the spec (refund-process.md §3–§6), by sheet.
 REFUND_LABELS = {
@@ -309,6 +312,22 @@ def test_refund_form_prints_on_one_a4_portrait_page(books: dict[str, Workbook]) 
 # --- handover and statistics -----------------------------------------------------------------
 
 
+def test_reporting_department_hint_gives_customer_service_as_the_example(
+    books: dict[str, Workbook],
+) -> None:
+    ws = books[layout.REFUND_TEMPLATE_FILE][layout.REFUND_SHEET]
+    reporting = validation_at(ws, layout.FIELDS_BY_NAME["reporting_dept"].cell)
+    handling = validation_at(ws, layout.FIELDS_BY_NAME["handling_dept"].cell)
+    assert (reporting.promptTitle, reporting.prompt) == ("申报部门", "填写部门名称,例如 客服部")
+    assert (handling.promptTitle, handling.prompt) == ("问题处理部门", "填写部门名称,例如 技术部")
+
+
+def test_handover_blanks_to_fill_by_hand_are_not_content(generated: Path) -> None:
+    """The printed blanks (年 月 日, □白班 □中班) read as empty: the check says 未填写."""
+    values = read_handover(generated / layout.HANDOVER_TEMPLATE_FILE)
+    assert values == {name: "" for name in layout.HANDOVER_CELLS}
+
+
 def test_handover_inputs(books: dict[str, Workbook]) -> None:
     ws = books[layout.HANDOVER_TEMPLATE_FILE][layout.HANDOVER_SHEET]
     for name in layout.HANDOVER_NAMES:
@@ -351,35 +370,19 @@ def test_stats_table_grid(books: dict[str, Workbook], name: str, columns: tuple[
 # --- LibreOffice and Gnumeric ----------------------------------------------------------------
 
 
-def soffice_convert(files: list[Path], fmt: str, out: Path, profile: Path) -> None:
-    cmd = [
-        str(SOFFICE),
-        f"-env:UserInstallation={profile.as_uri()}",
-        "--headless",
-        "--convert-to",
-        fmt,
-        "--outdir",
-        str(out),
-        *map(str, files),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=OFFICE_TIMEOUT)
-
-
-def pdf_pages(pdf: Path) -> int:
-    if shutil.which("pdfinfo"):
-        info = subprocess.run(
-            ["pdfinfo", str(pdf)], check=True, capture_output=True, text=True, timeout=60
-        ).stdout
-        return int(re.search(r"^Pages:\s+(\d+)", info, re.MULTILINE)[1])  # type: ignore[index]
-    # LibreOffice writes uncompressed page objects: count them.
-    return len(re.findall(rb"/Type\s*/Page(?!s)", pdf.read_bytes()))
-
-
 @pytest.fixture(scope="module")
 def pdfs(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pdf")
-    soffice_convert([generated / n for n in FILES], "pdf", out, out / "lo-profile")
+    soffice_convert_all([generated / n for n in FILES], "pdf", out)
     return out
+
+
+@pytest.mark.office
+@needs_soffice
+def test_blank_handover_sheet_prints_the_blanks_to_fill_in(pdfs: Path) -> None:
+    text = pdf_text(pdfs / layout.HANDOVER_TEMPLATE_FILE.replace(".xlsx", ".pdf"))
+    assert re.search(r"填表时间\s+年\s+月\s+日\s+交接人", text), text
+    assert re.search(r"班次\s+□白班\s+□中班\s+班次:", text), text
 
 
 @pytest.mark.office
@@ -413,8 +416,8 @@ def assert_form_reader_stamps(path: Path, names: dict[str, str], sheet: str) -> 
 @needs_soffice
 @pytest.mark.parametrize("name", PER_FILE)
 def test_names_and_version_survive_libreoffice(generated: Path, tmp_path: Path, name: str) -> None:
-    soffice_convert([generated / name], "xlsx", tmp_path / "out", tmp_path / "lo-profile")
-    assert_form_reader_stamps(tmp_path / "out" / name, EXPECTED_NAMES[name], SHEET_OF[name])
+    saved = soffice_convert(generated / name, "xlsx", tmp_path / "out")
+    assert_form_reader_stamps(saved, EXPECTED_NAMES[name], SHEET_OF[name])
 
 
 @pytest.mark.office
@@ -422,11 +425,5 @@ def test_names_and_version_survive_libreoffice(generated: Path, tmp_path: Path, 
 @pytest.mark.filterwarnings("ignore:Workbook contains no default style")  # Gnumeric's styles.xml
 @pytest.mark.parametrize("name", PER_FILE)
 def test_names_and_version_survive_gnumeric(generated: Path, tmp_path: Path, name: str) -> None:
-    out = tmp_path / name
-    subprocess.run(
-        [str(SSCONVERT), str(generated / name), str(out)],
-        check=True,
-        capture_output=True,
-        timeout=OFFICE_TIMEOUT,
-    )
-    assert_form_reader_stamps(out, EXPECTED_NAMES[name], SHEET_OF[name])
+    saved = ssconvert(generated / name, tmp_path / name)
+    assert_form_reader_stamps(saved, EXPECTED_NAMES[name], SHEET_OF[name])

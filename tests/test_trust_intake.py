@@ -31,6 +31,7 @@ from refundflow.sandbox import ParserPool
 from refundflow.workspace import Workspace
 
 from conftest import Invoke, block, drop, edit_form, make_form, take
+from office import needs_soffice, soffice_convert
 
 FORM = "TKD20261123-001"
 FILE = f"{FORM}.xlsx"
@@ -175,22 +176,17 @@ def test_forward_with_an_earlier_copy_is_refused_even_with_its_history(
     assert names(root / "outbox" / "cashier") == []
 
 
+@pytest.mark.office
+@needs_soffice
 def test_current_copy_saved_again_by_libreoffice_still_forwards(
     root: Path, run: Invoke, tmp_path: Path
 ) -> None:
-    if shutil.which("soffice") is None:
-        pytest.skip("LibreOffice (soffice) is not installed")
     to_tech_verified(root, run)
     lead = tmp_path / "lead"
     lead.mkdir()
     (lead / FILE).write_bytes(take(root, "cs", FILE))
-    out = tmp_path / "saved"
-    subprocess.run(
-        ["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/lo",
-         "--convert-to", "xlsx:Calc MS Excel 2007 XML", "--outdir", str(out), str(lead / FILE)],
-        check=True, capture_output=True, timeout=240,
-    )  # fmt: skip
-    drop(root, FILE, (out / FILE).read_bytes())
+    saved = soffice_convert(lead / FILE, "xlsx:Calc MS Excel 2007 XML", tmp_path / "saved")
+    drop(root, FILE, saved.read_bytes())
     result = run("process", now="2026-11-23 09:45")
     assert result.output == f"[已流转] {FILE}: {FORM} → 财务部出纳(待出纳初核)\n"
 

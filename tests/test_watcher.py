@@ -127,6 +127,43 @@ def count_scans(monkeypatch: pytest.MonkeyPatch, watcher: InboxWatcher) -> Calla
     return lambda: scans[0]
 
 
+class Verdicts:
+    """What the watcher found when it looked at a settled file: the events the tests wait on.
+
+    Waiting on these rather than on the watcher's log lines keeps the tests independent of
+    the wording (and language) of the log. Each entry is ``(name, verdict)``; the verdict is
+    ``"owner"`` when an Office owner file held the file back, otherwise the name of the
+    watcher's ``_Check`` (``"LOCKED"``, ``"WRITING"``, ``"INCOMPLETE"``, ``"READY"``, ...).
+    """
+
+    def __init__(self, inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen: list[tuple[str, str]] = []
+        owners_of = watcher_mod._owner_file_names
+        inspect = watcher_mod._inspect
+
+        def owner_check(name: str) -> list[str]:
+            owners = owners_of(name)
+            if any((inbox / owner).exists() for owner in owners):
+                self.seen.append((name, "owner"))
+            return owners
+
+        def inspected(path: Path, st: os.stat_result) -> watcher_mod._Check:
+            check = inspect(path, st)
+            self.seen.append((path.name, check.name))
+            return check
+
+        monkeypatch.setattr(watcher_mod, "_owner_file_names", owner_check)
+        monkeypatch.setattr(watcher_mod, "_inspect", inspected)
+
+    def saw(self, name: str, *verdicts: str) -> bool:
+        return any(seen in self.seen for seen in [(name, v) for v in verdicts])
+
+
+@pytest.fixture
+def verdicts(inbox: Path, monkeypatch: pytest.MonkeyPatch) -> Verdicts:
+    return Verdicts(inbox, monkeypatch)
+
+
 def no_observer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Simulate an inbox whose events never arrive."""
     monkeypatch.setattr(InboxWatcher, "_start_observer", lambda self: None)
@@ -136,10 +173,6 @@ def make(inbox: Path, handle: Callable[[Path], None], **kwargs: object) -> Inbox
     options: dict[str, object] = {"stable_seconds": STABLE, "rescan_seconds": 1000.0}
     options.update(kwargs)
     return InboxWatcher(inbox, handle, **options)  # type: ignore[arg-type]
-
-
-def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
-    return any(text in record.getMessage() for record in list(caplog.records))
 
 
 # ---------------------------------------------------------------- names
@@ -378,14 +411,13 @@ def test_handles_burst_of_500_drops(inbox: Path, recorder: Recorder) -> None:
     ],
 )
 def test_waits_while_owner_lock_file_present(
-    inbox: Path, recorder: Recorder, caplog: pytest.LogCaptureFixture, name: str, owner: str
+    inbox: Path, recorder: Recorder, verdicts: Verdicts, name: str, owner: str
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="refundflow.watcher")
     (inbox / owner).write_bytes(b"owner")
     (inbox / name).write_bytes(b"form")
     with running(make(inbox, recorder)):
         # the watcher has seen the form stable and refused it because of the owner file
-        assert wait_until(lambda: logged(caplog, f"{name!r} 正被 Office 程序打开"))
+        assert wait_until(lambda: verdicts.saw(name, "owner"))
         assert recorder.count() == 0
         (inbox / owner).unlink()
         assert wait_until(lambda: recorder.count() >= 1)
@@ -393,20 +425,19 @@ def test_waits_while_owner_lock_file_present(
 
 
 def test_waits_while_writer_holds_exclusive_lock(
-    inbox: Path, recorder: Recorder, caplog: pytest.LogCaptureFixture
+    inbox: Path, recorder: Recorder, verdicts: Verdicts
 ) -> None:
-    caplog.set_level(logging.INFO, logger="refundflow.watcher")
     watcher = make(inbox, recorder, retry_initial=0.1, retry_max=0.2)
     with (inbox / "form.xlsx").open("wb") as stream:
         fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
         stream.write(b"locked content")
         stream.flush()
         with running(watcher):
-            assert wait_until(lambda: logged(caplog, "'form.xlsx' 暂时无法读取"))
+            assert wait_until(lambda: verdicts.saw("form.xlsx", "LOCKED"))
             assert recorder.count() == 0
             fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
             # unlocked but still open for writing: waited for, not handed over
-            assert wait_until(lambda: logged(caplog, "'form.xlsx' 仍被其他程序以写入方式打开"))
+            assert wait_until(lambda: verdicts.saw("form.xlsx", "WRITING"))
             assert recorder.count() == 0
             stream.close()
             assert wait_until(lambda: recorder.count() >= 1)
@@ -627,12 +658,6 @@ def workbook(*, comment: bytes = b"") -> bytes:
     return out.getvalue()
 
 
-def waiting_for(caplog: pytest.LogCaptureFixture, name: str) -> bool:
-    return logged(caplog, f"{name!r} 仍被其他程序以写入方式打开") or logged(
-        caplog, f"{name!r} 内容还不完整"
-    )
-
-
 @pytest.mark.parametrize(
     "writer_visible",
     [
@@ -643,11 +668,10 @@ def waiting_for(caplog: pytest.LogCaptureFixture, name: str) -> bool:
 def test_paused_writer_is_waited_for_not_rejected(
     inbox: Path,
     recorder: Recorder,
-    caplog: pytest.LogCaptureFixture,
+    verdicts: Verdicts,
     monkeypatch: pytest.MonkeyPatch,
     writer_visible: bool,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="refundflow.watcher")
     if not writer_visible:  # e.g. the watcher does not own the file: no lease, EACCES
         monkeypatch.setattr(watcher_mod, "_open_for_writing", lambda fd: None)
     data = workbook()
@@ -656,7 +680,9 @@ def test_paused_writer_is_waited_for_not_rejected(
             stream.write(data[:5000])
             stream.flush()
             # The writer pauses; the watcher sees the file stable for stable_seconds, then waits.
-            assert wait_until(lambda: waiting_for(caplog, "form.xlsx") or recorder.count() > 0)
+            assert wait_until(
+                lambda: verdicts.saw("form.xlsx", "WRITING", "INCOMPLETE") or recorder.count() > 0
+            )
             assert recorder.count() == 0, "a half-written file was handed over"
             stream.write(data[5000:])
         assert wait_until(lambda: recorder.count() >= 1)
@@ -826,17 +852,16 @@ def test_excel_save_temporary_without_suffix_still_waits_for_stability(
 def test_closed_file_still_waits_for_its_office_owner_file(
     inbox: Path,
     recorder: Recorder,
-    caplog: pytest.LogCaptureFixture,
+    verdicts: Verdicts,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="refundflow.watcher")
     (inbox / "~$form.xlsx").write_bytes(b"owner")
     watcher = make(inbox, recorder, stable_seconds=30.0)
     scans = count_scans(monkeypatch, watcher)
     with running(watcher):
         assert wait_until(lambda: scans() >= 1)
         (inbox / "form.xlsx").write_bytes(workbook())
-        assert wait_until(lambda: logged(caplog, "'form.xlsx' 正被 Office 程序打开"))
+        assert wait_until(lambda: verdicts.saw("form.xlsx", "owner"))
         assert recorder.count() == 0
         (inbox / "~$form.xlsx").unlink()
         assert wait_until(lambda: recorder.count() >= 1, timeout=TIMEOUT)

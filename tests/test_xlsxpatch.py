@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import struct
-import subprocess
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
@@ -31,6 +29,8 @@ import xlsxwriter
 from refundflow.errors import FormReadError
 from refundflow.layout import HISTORY_SHEET, REFUND_SHEET, RETURN_SHEET
 from refundflow.xlsxpatch import HIGHLIGHT_RGB, Patch, PatchError, apply_patch
+
+from office import soffice_convert, ssconvert
 
 EXTRA_SHEET = "备注"
 COMMENT = "编号由系统填写"
@@ -93,29 +93,6 @@ def make_source(path: Path) -> None:
     wb.close()
 
 
-def soffice_convert(src: Path, out_dir: Path, fmt: str) -> Path:
-    """Convert with LibreOffice in its own profile directory (parallel runs must not share)."""
-    if shutil.which("soffice") is None:
-        pytest.skip("LibreOffice (soffice) is not installed")
-    profile = out_dir / "lo-profile"
-    subprocess.run(
-        ["soffice", "--headless", f"-env:UserInstallation={profile.as_uri()}",
-         "--convert-to", fmt, "--outdir", str(out_dir), str(src)],
-        check=True, capture_output=True, timeout=240,
-    )  # fmt: skip
-    out = out_dir / f"{src.stem}.{fmt}"
-    assert out.is_file() and out.stat().st_size > 0, f"LibreOffice produced no {fmt}"
-    return out
-
-
-def gnumeric_convert(src: Path, dst: Path) -> Path:
-    if shutil.which("ssconvert") is None:
-        pytest.skip("Gnumeric (ssconvert) is not installed")
-    subprocess.run(["ssconvert", str(src), str(dst)], check=True, capture_output=True, timeout=240)
-    assert dst.is_file() and dst.stat().st_size > 0
-    return dst
-
-
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -156,9 +133,9 @@ def variant(
     if name == "xlsxwriter":
         path = xlsxwriter_file
     elif name == "libreoffice":
-        path = soffice_convert(xlsxwriter_file, tmp_path_factory.mktemp("lo"), "xlsx")
+        path = soffice_convert(xlsxwriter_file, "xlsx", tmp_path_factory.mktemp("lo"))
     else:
-        path = gnumeric_convert(xlsxwriter_file, tmp_path_factory.mktemp("gn") / "form.xlsx")
+        path = ssconvert(xlsxwriter_file, tmp_path_factory.mktemp("gn") / "form.xlsx")
     data = path.read_bytes()
     return Variant(name, data, _openpyxl_full_ok(data))
 
@@ -450,9 +427,9 @@ def test_strip_after_resave_renumbered_styles(
     src = tmp_path / "returned.xlsx"
     src.write_bytes(returned)
     if resaver == "libreoffice":
-        resaved = soffice_convert(src, tmp_path / "out", "xlsx").read_bytes()
+        resaved = soffice_convert(src, "xlsx", tmp_path / "out").read_bytes()
     else:
-        resaved = gnumeric_convert(src, tmp_path / "resaved.xlsx").read_bytes()
+        resaved = ssconvert(src, tmp_path / "resaved.xlsx").read_bytes()
     assert cell_fill(resaved, "B5") == HIGHLIGHT_RGB  # the marker survived the re-save
     stripped = apply_patch(resaved, Patch(REFUND_SHEET))
     assert RETURN_SHEET not in [n for n, _ in sheets(stripped)]
@@ -476,9 +453,9 @@ def test_libreoffice_opens_patched_copy(variant: Variant, tmp_path: Path) -> Non
     )
     src = tmp_path / "patched.xlsx"
     src.write_bytes(apply_patch(variant.data, patch))
-    pdf = soffice_convert(src, tmp_path / "pdf", "pdf")
+    pdf = soffice_convert(src, "pdf", tmp_path / "pdf")
     assert pdf.read_bytes().startswith(b"%PDF")
-    back = soffice_convert(src, tmp_path / "xlsx", "xlsx").read_bytes()
+    back = soffice_convert(src, "xlsx", tmp_path / "xlsx").read_bytes()
     names, rows = calamine_sheets(back)
     assert names == [RETURN_SHEET, *[n for n, _ in sheets(variant.data)], HISTORY_SHEET]
     assert rows[1][1] == "TK-LO"

@@ -22,6 +22,7 @@ from typing import Any
 
 from xlsxwriter import Workbook
 from xlsxwriter.format import Format
+from xlsxwriter.utility import xl_rowcol_to_cell
 from xlsxwriter.worksheet import Worksheet
 
 from . import layout
@@ -69,6 +70,15 @@ _HANDOVER_NOTES = {
     "fin_processed": "请写明文件编号,手机号,金额,银行,处理结果",
     "fin_submitted": "请写明文件编号,手机号,金额,银行",
     "fin_returned": "请写明文件编号,手机号,金额,银行,退回原因",
+}
+# Printed empty, the paper sheet has blanks to fill in by hand: 填表时间 "  年  月  日" and the
+# shift choices to tick. A number format shows nothing in a blank cell, so these two inputs
+# start as ="" (read as empty by every reader) and a conditional format shows the blanks only
+# while the cell is still "". What a person types or picks replaces the formula and shows as
+# itself: a real date, a choice from the drop-down.
+_PRINTED_BLANKS = {
+    "filled_on": "\u3000\u3000\u3000年\u3000\u3000月\u3000\u3000日",  # full-width spaces
+    "shift": "  ".join(f"□{shift}" for shift in layout.SHIFTS),
 }
 _ATTENDANCE = ("att_expected", "att_present", "att_late", "att_left_early", "att_absent")
 _FINANCE_ROWS = ("fin_processed", "fin_submitted", "fin_returned")
@@ -260,6 +270,8 @@ def _list_from(sheet: str, col: int, count: int) -> str:
 
 _LIST_BANK_COL = 0
 _LIST_FAULT_COL = 1
+# The department a text field's input message gives as its example (申报部门 is 客服部's own).
+_DEPT_EXAMPLE = {"reporting_dept": "客服部", "handling_dept": "技术部"}
 
 
 def _write_lists(wb: Workbook, styles: _Styles, config: Config) -> None:
@@ -351,7 +363,7 @@ def _field_validation(field: Field, config: Config) -> dict[str, Any]:
         case Kind.LONGTEXT:
             return _hint_only(title, "客户的要求或意见")
         case _:
-            return _hint_only(title, "填写部门名称,例如 技术部")
+            return _hint_only(title, f"填写部门名称,例如 {_DEPT_EXAMPLE.get(field.name, '技术部')}")
 
 
 def _write_refund_labels(ws: Worksheet, styles: _Styles) -> None:
@@ -454,6 +466,18 @@ def _write_handover_body(ws: Worksheet, styles: _Styles, config: Config) -> None
     ws.set_row(_handover_cell("signatures")[0], 36)
 
 
+def _put_printed_blanks(wb: Workbook, ws: Worksheet, cell: str, blanks: str, fmt: Format) -> None:
+    """An input that prints as ``blanks`` while nobody has filled it in (see _PRINTED_BLANKS)."""
+    row, col = cell_to_rc(cell)
+    ws.write_formula(row, col, '=""', fmt, "")
+    # A number format's fourth section is for text: the empty string "" shows as the blanks.
+    shown = wb.add_format({"num_format": f';;;"{blanks}"'})
+    criteria = f"=LEN({xl_rowcol_to_cell(row, col, row_abs=True, col_abs=True)})=0"
+    ws.conditional_format(
+        row, col, row, col, {"type": "formula", "criteria": criteria, "format": shown}
+    )
+
+
 def _write_handover_inputs(wb: Workbook, ws: Worksheet, styles: _Styles) -> None:
     last = len(HANDOVER_WIDTHS) - 1
     single_cell = {"filled_on", "handed_by", "taken_by", "shift"}
@@ -461,7 +485,10 @@ def _write_handover_inputs(wb: Workbook, ws: Worksheet, styles: _Styles) -> None
         cell = layout.HANDOVER_CELLS[name]
         to_col = None if name in single_cell else last
         fmt = {"filled_on": styles.date, "shift": styles.center}.get(name, styles.long)
-        _put(ws, cell, None, fmt, to_col=to_col)
+        if name in _PRINTED_BLANKS:
+            _put_printed_blanks(wb, ws, cell, _PRINTED_BLANKS[name], fmt)
+        else:
+            _put(ws, cell, None, fmt, to_col=to_col)
         title = layout.HANDOVER_LABELS[name]
         if name == "shift":
             options: dict[str, Any] = {
