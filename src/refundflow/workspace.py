@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from . import layout
 from .config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, REJECTED_FOLDER, ROLE_KEYS, Config
 from .errors import Reason, WorkspaceError
 
@@ -86,6 +87,41 @@ def init_workspace(workspace: Workspace) -> list[Path]:
         config_path.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
         created.append(config_path)
     return created
+
+
+def init_templates(workspace: Workspace) -> list[Path]:
+    """Write each template ``templates/`` lacks; never replace one that is there.
+
+    A site may have adjusted its templates, so ``init`` only fills gaps (``refundflow
+    templates`` regenerates them all). They are written in a hidden folder beside and linked
+    into place, so a template is either whole or absent, and one that appeared meanwhile wins.
+    Returns what was created, so the CLI can say so.
+    """
+    import tempfile
+
+    from .templates import write_templates  # xlsxwriter: loaded only when templates are made
+
+    folder = workspace.templates
+    if all((folder / name).exists() for name in _TEMPLATE_FILES):
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".init-") as aside:
+        for written in write_templates(Path(aside), workspace.config):
+            try:
+                os.link(written, folder / written.name)
+            except FileExistsError:
+                continue
+            created.append(folder / written.name)
+    return created
+
+
+_TEMPLATE_FILES = (
+    layout.REFUND_TEMPLATE_FILE,
+    layout.HANDOVER_TEMPLATE_FILE,
+    layout.CS_STATS_TEMPLATE_FILE,
+    layout.FINANCE_STATS_TEMPLATE_FILE,
+)
 
 
 class WorkspaceLock:
