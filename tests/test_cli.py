@@ -84,6 +84,20 @@ TEMPLATE_NAMES = [
 ]
 
 
+def test_init_writes_templates_on_a_share_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(_src: object, _dst: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    code, output = invoke("init", "--root", str(tmp_path))
+    assert code == 0
+    assert output.splitlines()[-4:] == [f"已创建 templates/{n}" for n in TEMPLATE_NAMES]
+    assert sorted(p.name for p in (tmp_path / "templates").iterdir()) == sorted(TEMPLATE_NAMES)
+    assert (tmp_path / "templates" / "退款申请表.xlsx").read_bytes()[:2] == b"PK"
+
+
 def test_templates_command_writes_what_is_committed(tmp_path: Path) -> None:
     invoke("init", "--root", str(tmp_path))
     code, output = invoke("templates", "--root", str(tmp_path))

@@ -158,8 +158,8 @@ class StatusFilter:
 def select_forms(
     ledger: Ledger, *, now: dt.datetime, config: Config, which: StatusFilter
 ) -> list[FormStatus]:
-    """The forms `status` lists: open ones in the order they became due for their step,
-    then (with ``closed_too``) closed ones by number."""
+    """The forms `status` lists: open ones by when they reached their step, then (with
+    ``closed_too``) closed ones in the order they were created."""
     rows = ledger.open_forms()
     if which.closed_too:
         rows += [r for r in ledger.all_forms() if r.closed_at is not None]

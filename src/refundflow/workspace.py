@@ -7,6 +7,7 @@ import fcntl
 import os
 import socket
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -97,8 +98,6 @@ def init_templates(workspace: Workspace) -> list[Path]:
     into place, so a template is either whole or absent, and one that appeared meanwhile wins.
     Returns what was created, so the CLI can say so.
     """
-    import tempfile
-
     from .templates import write_templates  # xlsxwriter: loaded only when templates are made
 
     folder = workspace.templates
@@ -108,12 +107,24 @@ def init_templates(workspace: Workspace) -> list[Path]:
     created: list[Path] = []
     with tempfile.TemporaryDirectory(dir=folder, prefix=".init-") as aside:
         for written in write_templates(Path(aside), workspace.config):
-            try:
-                os.link(written, folder / written.name)
-            except FileExistsError:
-                continue
-            created.append(folder / written.name)
+            if _place(written, folder / written.name):
+                created.append(folder / written.name)
     return created
+
+
+def _place(written: Path, dest: Path) -> bool:
+    """Put ``written`` at ``dest`` unless something is there; False if it was."""
+    try:
+        os.link(written, dest)
+    except FileExistsError:
+        return False
+    except OSError:  # a share without hard links (some SMB mounts): create it exclusively
+        try:
+            with dest.open("xb") as out:
+                out.write(written.read_bytes())
+        except FileExistsError:
+            return False
+    return True
 
 
 _TEMPLATE_FILES = (
