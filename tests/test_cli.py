@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 
 from refundflow.cli import cli
 from refundflow.config import load_config
-from refundflow.workspace import Workspace
+from refundflow.workspace import Workspace, WorkspaceLock
 
 from conftest import REPO, Invoke, drop, make_form
 
@@ -285,3 +286,15 @@ def test_verbose_is_accepted_after_the_command(root: Path) -> None:
     code, output = invoke("status", "-v", "--root", str(root))
     assert (code, output) == (0, "没有未办结的退款单\n")
     assert logging.getLogger().level == logging.DEBUG
+
+
+def test_busy_workspace_says_since_when_to_the_minute(root: Path, run: Invoke) -> None:
+    lock = WorkspaceLock(Workspace(root, load_config(root)), command="watch")
+    lock.acquire()
+    try:
+        result = run("process")
+    finally:
+        lock.release()
+    assert result.exit_code == 1
+    holder = r"工作区正在被使用:refundflow watch \(pid \d+, [^,]+, \d{4}-\d\d-\d\d \d\d:\d\d\)\n"
+    assert re.search(holder, result.output), result.output

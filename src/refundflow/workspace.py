@@ -163,7 +163,7 @@ class WorkspaceLock:
                 hint="同一工作区同时只能运行一个 watch 或 process;请等它结束或先停止它",
             ) from None
         self._fd = fd
-        started = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")  # people read it: to the minute
         self._write_holder(
             f"refundflow {self._command} (pid {os.getpid()}, {socket.gethostname()}, {started})"
         )
