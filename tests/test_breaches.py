@@ -82,7 +82,7 @@ def test_each_breach_runs_the_alert_command_exactly_once(day: tuple[Path, Invoke
 def test_status_lists_the_recorded_breaches(day: tuple[Path, Invoke, Path]) -> None:
     _root, run, _log = day
     output = run("status", now="2026-11-23 16:50").output.splitlines()
-    assert output[output.index("超时记录:") :] == [
+    assert output[output.index("超时记录:") : output.index("备注:")] == [
         "超时记录:",
         f"  {D} 财务处理超时:财务12小时内处理完毕,期限 2026-11-20 23:00,当时等待财务部出纳(待出纳初核)",
         f"  {D} 退款超时:上报后24小时内全额退款,期限 2026-11-21 10:00,当时等待财务部出纳(待出纳初核)",
@@ -90,6 +90,7 @@ def test_status_lists_the_recorded_breaches(day: tuple[Path, Invoke, Path]) -> N
         "当时等待客服部(技术部已核实,待值班负责人提交财务)",
         f"  {C} 填单超时:上报后10分钟内填好退款单,期限 2026-11-23 14:10,当时等待客服部(新建退款单)",
     ]
+    assert output[output.index("备注:") :] == ["备注:", f"  {B} 财务退回:银行流水未查到该笔扣款"]
     state = json.loads(run("status", B, "--json", now="2026-11-23 16:50").output)
     assert state["notes"] == [
         "财务退回:银行流水未查到该笔扣款",
@@ -113,7 +114,7 @@ def test_form_at_the_cashier_25_hours_after_it_was_reported_is_late(
 ) -> None:
     _to_finance(root, run, forward="2026-11-23 23:00")  # finance's 12 hours end 11-24 11:00
     lines = run("status", now="2026-11-24 10:00").output.splitlines()
-    assert lines[1].endswith("2026-11-24 09:00  逾期")  # the 24-hour refund limit, not finance
+    assert lines[1].endswith("2026-11-24 09:00  逾期 1 小时")  # the 24-hour refund limit
     assert run("process", now="2026-11-24 10:00").exit_code == 0
     assert [(b[1], b[2], b[3]) for b in recorded(root)] == [
         ("forward", "2026-11-23 10:30", "cs"),  # forwarded 13.5 hours after tech returned it

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from click.testing import CliRunner
 
 from refundflow.cli import cli
 from refundflow.config import load_config
-from refundflow.workspace import Workspace
+from refundflow.workspace import Workspace, WorkspaceLock
 
 from conftest import REPO, Invoke, drop, make_form
 
@@ -36,7 +39,28 @@ def test_init_creates_the_workspace_and_says_what(tmp_path: Path) -> None:
         "已创建 refundsheets",
         "已创建 templates",
         "已创建 refundflow.toml",
+        "已创建 templates/退款申请表.xlsx",
+        "已创建 templates/客服部值班交接单.xlsx",
+        "已创建 templates/客服退单统计表.xlsx",
+        "已创建 templates/财务退单统计表.xlsx",
     ]  # fmt: skip
+    # One command, a ready workspace: the templates are the ones `templates` writes.
+    for path in (root / "templates").iterdir():
+        assert _members(path.read_bytes()) == _members(
+            (REPO / "templates" / path.name).read_bytes()
+        )
+    assert sorted(p.name for p in (root / "templates").iterdir()) == sorted(TEMPLATE_NAMES)
+
+
+def test_init_never_overwrites_a_template(tmp_path: Path) -> None:
+    invoke("init", "--root", str(tmp_path))
+    own = tmp_path / "templates" / "退款申请表.xlsx"
+    own.write_bytes(b"the site's own version")
+    (tmp_path / "templates" / "客服部值班交接单.xlsx").unlink()
+    code, output = invoke("init", "--root", str(tmp_path))
+    assert (code, output) == (0, "已创建 templates/客服部值班交接单.xlsx\n")
+    assert own.read_bytes() == b"the site's own version"
+    assert sorted(p.name for p in (tmp_path / "templates").iterdir()) == sorted(TEMPLATE_NAMES)
 
 
 def test_init_is_idempotent_and_keeps_a_changed_configuration(tmp_path: Path) -> None:
@@ -53,18 +77,34 @@ def _members(data: bytes) -> dict[str, bytes]:
         return {n: zf.read(n) for n in zf.namelist() if n != "docProps/core.xml"}
 
 
+TEMPLATE_NAMES = [
+    "退款申请表.xlsx",
+    "客服部值班交接单.xlsx",
+    "客服退单统计表.xlsx",
+    "财务退单统计表.xlsx",
+]
+
+
+def test_init_writes_templates_on_a_share_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(_src: object, _dst: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    code, output = invoke("init", "--root", str(tmp_path))
+    assert code == 0
+    assert output.splitlines()[-4:] == [f"已创建 templates/{n}" for n in TEMPLATE_NAMES]
+    assert sorted(p.name for p in (tmp_path / "templates").iterdir()) == sorted(TEMPLATE_NAMES)
+    assert (tmp_path / "templates" / "退款申请表.xlsx").read_bytes()[:2] == b"PK"
+
+
 def test_templates_command_writes_what_is_committed(tmp_path: Path) -> None:
     invoke("init", "--root", str(tmp_path))
     code, output = invoke("templates", "--root", str(tmp_path))
-    names = [
-        "退款申请表.xlsx",
-        "客服部值班交接单.xlsx",
-        "客服退单统计表.xlsx",
-        "财务退单统计表.xlsx",
-    ]
     assert code == 0
-    assert output.splitlines() == [f"已生成 templates/{n}" for n in names]
-    for name in names:
+    assert output.splitlines() == [f"已生成 templates/{n}" for n in TEMPLATE_NAMES]
+    for name in TEMPLATE_NAMES:
         fresh = (tmp_path / "templates" / name).read_bytes()
         assert _members(fresh) == _members((REPO / "templates" / name).read_bytes()), name
 
@@ -112,7 +152,7 @@ def test_status_shows_who_each_form_waits_on_and_what_is_late(root: Path, run: I
         "共 2 张未办结,其中逾期 0 张",
     ]  # fmt: skip
     late = run("status", now="2026-11-24 09:01").output.splitlines()
-    assert late[1].endswith("逾期") and late[2].endswith("正常")
+    assert late[1].endswith("逾期 1 分") and late[2].endswith("正常")
     assert late[-1] == "共 2 张未办结,其中逾期 1 张"
 
 
@@ -163,11 +203,101 @@ def test_unknown_form_number(root: Path, run: Invoke) -> None:
     assert "没有编号为 TKD19990101-001 的退款单" in result.output
 
 
-def test_every_command_has_help_in_chinese() -> None:
-    for command in ("init", "templates", "process", "watch", "status", "rebuild"):
-        code, output = invoke(command, "--help")
-        assert code == 0 and "--root" in output
-        assert any("\u4e00" <= ch <= "\u9fff" for ch in output), command
+COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", [pytest.param(c, id=c) for c in COMMANDS])
+def test_every_command_has_help_in_chinese_with_examples(command: str) -> None:
+    code, output = invoke(command, "--help")
+    assert code == 0 and "--root" in output and "--now" in output and "--verbose" in output
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in output), command
+    example = output.split("\n  Example:\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert example and all(line.startswith(f"      refundflow {command}") for line in example)
+
+
+def test_init_help_says_what_it_does_and_shows_an_example() -> None:
+    result = CliRunner().invoke(cli, ["init", "--help"], prog_name="refundflow", terminal_width=80)
+    assert (
+        result.output
+        == """\
+Usage: refundflow init [OPTIONS]
+
+  创建工作区:文件夹、refundflow.toml 和四张模板 (create a ready workspace).
+
+  Creates inbox/, outbox/<role>/, refundsheets/, templates/ with the four
+  templates, and a commented refundflow.toml; fill in its [roster] at once.
+  Never overwrites a file that exists; says what it created.
+
+  Example:
+
+      refundflow init --root /srv/share/refunds
+
+Options:
+  --root DIRECTORY          工作区文件夹 (workspace folder)  [default: .]
+  --now "YYYY-MM-DD HH:MM"  按这个时刻处理,而不是当前时钟 (act as of this moment)
+  -v, --verbose             输出详细日志 (debug logging)
+  --help                    Show this message and exit.
+"""
+    )
+
+
+def test_main_help_shows_the_global_options_and_examples() -> None:
+    output = CliRunner().invoke(cli, ["--help"], prog_name="refundflow", terminal_width=80).output
+    assert (
+        output.split("Options:")[0]
+        == """\
+Usage: refundflow [OPTIONS] COMMAND [ARGS]...
+
+  refundflow: 客户退款流程 — Excel 表单的收件、校验、流转与统计。
+
+  The customer-refund procedure on Excel files in a shared folder. Every command
+  takes --root DIR (the workspace, default: the current folder); --now and -v
+  may be given before or after the command.
+
+  Example:
+
+      refundflow init --root /srv/share/refunds
+      refundflow watch --root /srv/share/refunds
+      refundflow status --root /srv/share/refunds
+      refundflow --now "2026-11-23 14:05" process --root /srv/share/refunds
+
+"""
+    )
+
+
+@pytest.mark.parametrize("command", [pytest.param(c, id=c) for c in COMMANDS])
+def test_now_is_accepted_after_every_command(tmp_path: Path, command: str) -> None:
+    # A malformed --now is refused by our own check, so the option is there and parsed.
+    code, output = invoke(command, "--now", "2026-11-23", "--root", str(tmp_path))
+    assert code == 2
+    assert '格式应为 "YYYY-MM-DD HH:MM",例如 "2026-11-23 14:05"' in output
+
+
+@pytest.fixture
+def root_log_level() -> Iterator[None]:
+    level = logging.getLogger().level
+    yield
+    logging.getLogger().setLevel(level)
+
+
+@pytest.mark.usefixtures("root_log_level")
+def test_verbose_is_accepted_after_the_command(root: Path) -> None:
+    logging.getLogger().setLevel(logging.WARNING)
+    code, output = invoke("status", "-v", "--root", str(root))
+    assert (code, output) == (0, "没有未办结的退款单\n")
+    assert logging.getLogger().level == logging.DEBUG
+
+
+def test_busy_workspace_says_since_when_to_the_minute(root: Path, run: Invoke) -> None:
+    lock = WorkspaceLock(Workspace(root, load_config(root)), command="watch")
+    lock.acquire()
+    try:
+        result = run("process")
+    finally:
+        lock.release()
+    assert result.exit_code == 1
+    holder = r"工作区正在被使用:refundflow watch \(pid \d+, [^,]+, \d{4}-\d\d-\d\d \d\d:\d\d\)\n"
+    assert re.search(holder, result.output), result.output
 
 
 def test_process_leaves_no_helper_processes_behind(root: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -20,7 +19,8 @@ import pytest
 from refundflow.layout import HISTORY_SHEET, REFUND_SHEET, RETURN_SHEET
 from refundflow.xlsxpatch import Patch, apply_patch
 
-from conftest import make_form, soffice_missing
+from conftest import make_form
+from office import needs_soffice, pdf_text, soffice_convert
 
 HISTORY = [
     ("时间", "环节", "从", "到", "经办人", "文件", "备注", "副本凭证:Q7XK2M9PZ4"),
@@ -158,7 +158,7 @@ def test_without_titles_the_sheets_are_written_as_before(form: bytes) -> None:
 
 
 @pytest.mark.office
-@pytest.mark.skipif(soffice_missing(), reason="needs LibreOffice")
+@needs_soffice
 def test_libreoffice_prints_the_form_number_on_every_history_page(
     form: bytes, tmp_path: Path
 ) -> None:
@@ -175,27 +175,7 @@ def test_libreoffice_prints_the_form_number_on_every_history_page(
     )
     source = tmp_path / "form.xlsx"
     source.write_bytes(data)
-    subprocess.run(
-        [
-            "soffice",
-            "--headless",
-            f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}",  # never a user's own
-            "--convert-to",
-            "pdf",
-            "--outdir",
-            str(tmp_path),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    text = subprocess.run(
-        ["pdftotext", "-layout", str(tmp_path / "form.pdf"), "-"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    text = pdf_text(soffice_convert(source, "pdf", tmp_path))
     pages = text.split("\f")
     assert RETURN_TITLE in pages[0] and "如何修改" in pages[0]
     history_pages = [p for p in pages if "副本凭证" in p]

@@ -29,11 +29,20 @@ from .monthend import ReportFiles, late_tables, produce, produce_due
 from .processor import Outcome, Processor, Result
 from .routing import STEP_NAMES, Step
 from .sandbox import ParserPool, stop_helper_processes
-from .status import FormStatus, form_status, open_forms, roster_warning
+from .status import (
+    FormStatus,
+    StatusFilter,
+    form_status,
+    overdue_text,
+    readable_detail,
+    returned_new_forms,
+    roster_warning,
+    select_forms,
+)
 from .templates import write_templates
 from .upkeep import Upkeep, keep_up
 from .watcher import InboxWatcher, stuck_entries
-from .workspace import Workspace, WorkspaceLock, init_workspace
+from .workspace import Workspace, WorkspaceLock, init_templates, init_workspace
 
 log = logging.getLogger("refundflow")
 
@@ -80,20 +89,53 @@ def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         raise click.BadParameter('格式应为 "YYYY-MM-DD",例如 "2026-11-23"') from None
 
 
+NOW_HELP = "按这个时刻处理,而不是当前时钟 (act as of this moment)"
+VERBOSE_HELP = "输出详细日志 (debug logging)"
+
+
+def _now_here(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """A subcommand's own --now: it overrides the one given before the subcommand."""
+    moment = _parse_now(ctx, param, value)
+    if moment is not None:
+        ctx.ensure_object(dict)["clock"] = _clock(moment)
+
+
+def _verbose_here(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+def global_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--now and -v after the subcommand too: people write `refundflow status --now ...`."""
+    command = click.option(
+        "-v", "--verbose", is_flag=True, expose_value=False, callback=_verbose_here,
+        help=VERBOSE_HELP,
+    )(command)  # fmt: skip
+    return click.option(
+        "--now", callback=_now_here, expose_value=False, metavar='"YYYY-MM-DD HH:MM"',
+        help=NOW_HELP,
+    )(command)  # fmt: skip
+
+
 @click.group()
 @click.version_option(package_name="refundflow")
-@click.option(
-    "--now",
-    callback=_parse_now,
-    metavar='"YYYY-MM-DD HH:MM"',
-    help="按这个时刻处理,而不是当前时钟 (act as of this moment)",
-)
-@click.option("-v", "--verbose", is_flag=True, help="输出详细日志 (debug logging)")
+@click.option("--now", callback=_parse_now, metavar='"YYYY-MM-DD HH:MM"', help=NOW_HELP)
+@click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP)
 @click.pass_context
 def cli(ctx: click.Context, now: dt.datetime | None, verbose: bool) -> None:
     """refundflow: 客户退款流程 — Excel 表单的收件、校验、流转与统计。
 
-    The customer-refund procedure on Excel files in a shared folder.
+    The customer-refund procedure on Excel files in a shared folder. Every command takes
+    --root DIR (the workspace, default: the current folder); --now and -v may be given
+    before or after the command.
+
+    Example:
+
+    \b
+        refundflow init --root /srv/share/refunds
+        refundflow watch --root /srv/share/refunds
+        refundflow status --root /srv/share/refunds
+        refundflow --now "2026-11-23 14:05" process --root /srv/share/refunds
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -120,15 +162,24 @@ def _workspace(root: Path, *, check: bool = True) -> Workspace:
 
 @cli.command()
 @root_option
+@global_options
 def init(root: Path) -> None:
-    """创建工作区 (create the workspace folders and refundflow.toml).
+    """创建工作区:文件夹、refundflow.toml 和四张模板 (create a ready workspace).
 
-    Idempotent: never overwrites a file that exists; says what it created.
+    Creates inbox/, outbox/<role>/, refundsheets/, templates/ with the four templates, and a
+    commented refundflow.toml; fill in its [roster] at once. Never overwrites a file that
+    exists; says what it created.
+
+    Example:
+
+    \b
+        refundflow init --root /srv/share/refunds
     """
     with _errors():
         root.mkdir(parents=True, exist_ok=True)
         workspace = _workspace(root, check=False)
         created = init_workspace(workspace)
+        created += init_templates(workspace)
     for path in created:
         click.echo(f"已创建 {path.relative_to(workspace.root)}")
     if not created:
@@ -137,8 +188,18 @@ def init(root: Path) -> None:
 
 @cli.command()
 @root_option
+@global_options
 def templates(root: Path) -> None:
-    """生成四张 Excel 模板到 templates/ (退款申请表, 值班交接单, 两张退单统计表)."""
+    """重新生成四张 Excel 模板到 templates/ (regenerate the four templates).
+
+    退款申请表, 客服部值班交接单, 客服退单统计表, 财务退单统计表, from refundflow.toml (banks,
+    faults, shifts); run it after changing those. Overwrites the files in templates/.
+
+    Example:
+
+    \b
+        refundflow templates --root /srv/share/refunds
+    """
     with _errors():
         workspace = _workspace(root, check=False)
         workspace.templates.mkdir(parents=True, exist_ok=True)
@@ -213,12 +274,19 @@ def _handler(processor: Processor, failures: list[str]) -> Callable[[Path], None
 
 @cli.command()
 @root_option
+@global_options
 @click.pass_obj
 def process(obj: dict[str, Any], root: Path) -> None:
     """处理 inbox/ 中现有的文件一次后退出 (one pass over inbox/, for a scheduled task).
 
     Exit status 0 when every file was either accepted or returned with reasons; non-zero
     only when the tool itself failed.
+
+    Example:
+
+    \b
+        refundflow process --root /srv/share/refunds
+        refundflow process --root /srv/share/refunds --now "2026-11-23 14:05"
     """
     with _errors():
         workspace = _workspace(root)
@@ -261,6 +329,7 @@ def process(obj: dict[str, Any], root: Path) -> None:
 
 @cli.command()
 @root_option
+@global_options
 @click.option(
     "--polling",
     type=float,
@@ -273,6 +342,12 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
 
     Processes what is already in inbox/ at start; native events on local disks, polling on
     network shares (detected, or forced by --polling), and a periodic full rescan.
+
+    Example:
+
+    \b
+        refundflow watch --root /srv/share/refunds
+        refundflow watch --root /mnt/share/refunds --polling 2
     """
     with _errors():
         workspace = _workspace(root)
@@ -393,16 +468,77 @@ def _fmt(moment: dt.datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
+def _parse_role(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A role by its key (cs) or by the department's name people use (客服部)."""
+    if value is None:
+        return None
+    for key, name in ROLE_NAMES.items():
+        if value.strip() in (key, name):
+            return key
+    choices = "、".join(f"{key}({name})" for key, name in ROLE_NAMES.items())
+    raise click.BadParameter(f'没有 "{value}" 这个角色,可用:{choices}')
+
+
+def _parse_month_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Month | None:
+    return None if value is None else _parse_month(ctx, param, value)
+
+
 @cli.command()
 @root_option
+@global_options
 @click.argument("form_no", required=False)
+@click.option(
+    "--role",
+    callback=_parse_role,
+    metavar="ROLE",
+    help="只看等待这个角色的单,如 cs 或 客服部 (forms waiting on ROLE)",
+)
+@click.option(
+    "--person",
+    metavar="NAME",
+    help="只看这个人签过或现在要处理的单 (forms NAME signed or must act on)",
+)
+@click.option("--all", "closed_too", is_flag=True, help="包括已办结的单 (closed forms too)")
+@click.option(
+    "--month",
+    callback=_parse_month_option,
+    metavar="YYYY-MM",
+    help="只看这个月提交的单 (forms submitted in that month)",
+)
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON (machine-readable)")
 @click.pass_obj
-def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) -> None:
-    """查看未办结的退款单 (every open form: step, who it waits on, deadline, late or not).
+def status(
+    obj: dict[str, Any],
+    root: Path,
+    form_no: str | None,
+    role: str | None,
+    person: str | None,
+    closed_too: bool,
+    month: Month | None,
+    as_json: bool,
+) -> None:
+    """查看退款单:在哪个环节、等谁、期限、是否逾期 (where each form is, late or not).
 
-    With FORM_NO: that form's whole history.
+    Without FORM_NO: every open form (with --all, closed ones too), narrowed by --role,
+    --person and --month; late forms say by how much, and their notes follow the table.
+    New forms returned to 客服部 before they got a number are listed while their returned
+    copy is in its folder. With FORM_NO (any letter case): that form's whole history.
+
+    Example:
+
+    \b
+        refundflow status --root /srv/share/refunds
+        refundflow status --role 客服部
+        refundflow status --person 王五 --all --month 2026-11
+        refundflow status TKD20261123-001
+        refundflow status tkd20261123-001 --json
+        refundflow status --now "2026-11-24 09:00"
     """
+    which = StatusFilter(role=role, person=person, month=month, closed_too=closed_too)
+    if form_no and which != StatusFilter():
+        raise click.UsageError("查看一张单(FORM_NO)时不能同时用 --role/--person/--all/--month")
     with _errors():
         workspace = _workspace(root)
         _warn_about_roster(workspace)
@@ -412,7 +548,8 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
             if form_no:
                 _show_form(ledger, workspace, form_no, now=now, as_json=as_json)
                 return
-            forms = open_forms(ledger, now=now, config=workspace.config)
+            forms = select_forms(ledger, now=now, config=workspace.config, which=which)
+            returned = returned_new_forms(ledger, config=workspace.config, which=which)
             pending = ledger.pending_deliveries()
         finally:
             ledger.close()
@@ -426,10 +563,19 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
         click.echo("未能投递的文件(已存档,目标文件夹可写后自动补发):")
         for delivery in pending:
             click.echo(f"  {_relative(Path(delivery.dest), workspace.root)}")
-    if not forms:
+    if forms:
+        _forms_table(forms, closed_too=closed_too)
+    elif which == StatusFilter():
         click.echo("没有未办结的退款单")
     else:
-        _forms_table(forms)
+        click.echo("没有符合条件的退款单")
+    if returned:
+        click.echo(f"退回客服部修改、尚未编号的新退款单({len(returned)} 张):")
+        for form in returned:
+            click.echo(
+                f"  {_relative(Path(form.dest), workspace.root)}  {_fmt(form.at)} 退回,"
+                "等待客服部按「退回原因」修改后重新放入 inbox/"
+            )
     stuck = stuck_entries(workspace.inbox)
     if stuck:
         click.echo(f"收件箱中无法处理的文件({len(stuck)} 个):")
@@ -437,7 +583,13 @@ def status(obj: dict[str, Any], root: Path, form_no: str | None, as_json: bool) 
             click.echo(f"  {entry.name}:{entry.cause}")
 
 
-def _forms_table(forms: list[FormStatus]) -> None:
+def _state(form: FormStatus) -> str:
+    if form.closed_at is not None:
+        return "已办结"
+    return overdue_text(form.overdue_minutes) if form.late else "正常"
+
+
+def _forms_table(forms: list[FormStatus], *, closed_too: bool) -> None:
     rows = [["编号", "订单号", "金额", "环节", "等待", "自", "期限", "状态"]]
     for f in forms:
         rows.append(
@@ -449,28 +601,42 @@ def _forms_table(forms: list[FormStatus]) -> None:
                 f.waiting_on_name,
                 _fmt(f.since),
                 _fmt(f.deadline),
-                "逾期" if f.late else "正常",
+                _state(f),
             ]
         )
     for line in _table(rows):
         click.echo(line)
     late = sum(f.late for f in forms)
-    click.echo(f"共 {len(forms)} 张未办结,其中逾期 {late} 张")
+    still_open = sum(f.closed_at is None for f in forms)
+    if closed_too:
+        click.echo(
+            f"共 {len(forms)} 张,其中未办结 {still_open} 张(逾期 {late} 张),"
+            f"已办结 {len(forms) - still_open} 张"
+        )
+    else:
+        click.echo(f"共 {len(forms)} 张未办结,其中逾期 {late} 张")
     recorded = [(f.form_no, line) for f in forms for line in f.breaches]
     if recorded:
         click.echo("超时记录:")
         for form, line in recorded:
+            click.echo(f"  {form} {line}")
+    notes = [(f.form_no, line) for f in forms for line in f.remarks()]
+    if notes:
+        click.echo("备注:")
+        for form, line in notes:
             click.echo(f"  {form} {line}")
 
 
 def _show_form(
     ledger: Ledger, workspace: Workspace, form_no: str, *, now: dt.datetime, as_json: bool
 ) -> None:
-    row = ledger.form(form_no)
+    # People type numbers in any case; ours are upper case (TKD…), a prefix may not be.
+    row = ledger.form(form_no.strip()) or ledger.form(form_no.strip().upper())
     if row is None:
         raise RefundflowError(
-            f"没有编号为 {form_no} 的退款单", hint="用 refundflow status 查看所有编号"
+            f"没有编号为 {form_no} 的退款单", hint="用 refundflow status --all 查看所有编号"
         )
+    form_no = row.form_no
     events = ledger.events(form_no)
     state = form_status(
         row,
@@ -482,7 +648,6 @@ def _show_form(
     )
     if as_json:
         payload = state.to_json()
-        payload["closed_at"] = iso(row.closed_at)
         payload["history"] = [
             {
                 "at": iso(e.at),
@@ -503,7 +668,7 @@ def _show_form(
     if row.closed_at:
         click.echo(f"已办结:{_fmt(row.closed_at)}")
     else:
-        late = "  逾期" if state.late else ""
+        late = f"  {overdue_text(state.overdue_minutes)}" if state.late else ""
         click.echo(
             f"当前:{state.step_name},等待{state.waiting_on_name},"
             f"期限 {_fmt(state.deadline)}({state.rule}){late}"
@@ -519,7 +684,7 @@ def _show_form(
                 ROLE_NAMES.get(e.to_role or "", "归档" if e.kind == "accepted" else ""),
                 e.actor or "",
                 e.file_name,
-                (e.detail or "").replace("\n", ";"),
+                readable_detail(e.detail),
             ]
         )
     for line in _table(rows):
@@ -530,6 +695,7 @@ def _show_form(
 
 @cli.command()
 @root_option
+@global_options
 @click.option("--shift", "shift_name", metavar="白班|中班", help="班次 (default: by the clock)")
 @click.option(
     "--date",
@@ -544,6 +710,12 @@ def handover(obj: dict[str, Any], root: Path, shift_name: str | None, day: dt.da
 
     Without --shift/--date: the shift running now (--now), or the one that ended last. An
     earlier sheet of the same shift is kept; the new one gets a numbered name.
+
+    Example:
+
+    \b
+        refundflow handover --root /srv/share/refunds
+        refundflow handover --root /srv/share/refunds --shift 中班 --date 2026-11-23
     """
     from .handover import HandoverWriter, current_shift, find_shift, shift_window
 
@@ -610,6 +782,7 @@ def _month_end(workspace: Workspace, clock: Callable[[], dt.datetime]) -> None:
 
 @cli.command()
 @root_option
+@global_options
 @click.option(
     "--month",
     required=True,
@@ -625,6 +798,11 @@ def report(obj: dict[str, Any], root: Path, month: Month) -> None:
     财务退单统计表-YYYY-MM.xlsx into the finance compiler's folder and
     月度退款报表-YYYY-MM.xlsx into the 行政部 folder; a copy of each is archived.
     Run it again to bring the files up to date.
+
+    Example:
+
+    \b
+        refundflow report --root /srv/share/refunds --month 2026-11
     """
     now = obj["clock"]()
     if month.first > now.date():
@@ -656,11 +834,17 @@ def report(obj: dict[str, Any], root: Path, month: Month) -> None:
 
 @cli.command()
 @root_option
+@global_options
 @click.pass_obj
 def rebuild(obj: dict[str, Any], root: Path) -> None:
     """从存档重建账本 (rebuild the ledger by replaying the archive of received files).
 
     The current ledger is kept beside it as a backup. Nothing is delivered again.
+
+    Example:
+
+    \b
+        refundflow rebuild --root /srv/share/refunds
     """
     from .rebuild import rebuild_ledger
 

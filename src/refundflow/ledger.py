@@ -731,6 +731,30 @@ def forms_active_since(ledger: Ledger, since: dt.datetime) -> list[FormRow]:
     return [_form_row(r) for r in rows]
 
 
+@dataclass(frozen=True)
+class ReturnedNew:
+    """A new form returned to its filler before it got a number, and where its copy went."""
+
+    at: dt.datetime
+    file_name: str  # the name it was dropped under
+    dest: str  # the returned copy, with its 退回原因 sheet
+    detail: str | None
+
+
+def returned_new_forms(ledger: Ledger) -> list[ReturnedNew]:
+    """Every returned new form, oldest first (``form_no IS NULL`` uses the events index)."""
+    rows = ledger._db.execute(
+        "SELECT e.at, e.file_name, e.detail, d.dest FROM events e"
+        " JOIN receipts r ON r.event_id = e.id JOIN deliveries d ON d.receipt_id = r.id"
+        " WHERE e.form_no IS NULL AND e.kind = 'returned' AND e.from_step = 'new'"
+        " ORDER BY e.id, d.id"
+    ).fetchall()
+    return [
+        ReturnedNew(dt.datetime.fromisoformat(r["at"]), r["file_name"], r["dest"], r["detail"])
+        for r in rows
+    ]
+
+
 def copy_breaches(ledger: Ledger, source: Path) -> int:
     """Copy the breaches recorded in another ledger file (a backup ``rebuild`` made).
 

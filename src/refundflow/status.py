@@ -6,14 +6,18 @@ Also what the site must be told before any of that: roles whose signers nobody c
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .breaches import BreachKind, describe, earliest_open, rule_text, spans
-from .calendar import WorkCalendar
+from .breaches import BREACH_NAMES, BreachKind, describe, earliest_open, rule_text, spans
+from .calendar import Month, WorkCalendar
 from .config import ROLE_NAMES, UNCHECKED_SIGNER, Config
-from .ledger import BreachRow, EventRow, FormRow, Ledger, breaches, iso
+from .errors import Reason
+from .ledger import BreachRow, EventRow, FormRow, Ledger, ReturnedNew, breaches, iso
+from .ledger import returned_new_forms as _returned_new_forms
 from .routing import FINANCE_STEPS, STAMP_FINANCE, STEP_NAMES, Step, step_deadline
 
 
@@ -32,11 +36,28 @@ class FormStatus:
     late: bool
     notes: tuple[str, ...]  # lateness already recorded (filled late, every recorded breach)
     breaches: tuple[str, ...] = ()  # the recorded breaches alone, for `status`'s text output
+    overdue_minutes: int = 0  # how late, rounded up to the minute; 0 when not late
+    closed_at: dt.datetime | None = None
+
+    def remarks(self) -> list[str]:
+        """The notes that are not recorded breaches, one per line and each once: a step's
+        detail may hold several, and 填单超时 is said by its recorded breach when there is one."""
+        fill = BREACH_NAMES[BreachKind.FILL]
+        said = any(line.startswith(fill) for line in self.breaches)
+        lines = [
+            line
+            for note in self.notes
+            if note not in self.breaches
+            for line in note.splitlines()
+            if not (said and line.startswith(fill))
+        ]
+        return list(dict.fromkeys(lines))
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["since"] = iso(self.since)
         data["deadline"] = iso(self.deadline)
+        data["closed_at"] = iso(self.closed_at)
         data["notes"] = list(self.notes)
         data["breaches"] = list(self.breaches)
         return data
@@ -74,6 +95,8 @@ def form_status(
     due, rule = deadline.due, deadline.rule
     if first is not None and (due is None or first.due < due):
         due, rule = first.due, rule_text(first.kind, config)
+    if row.closed_at is not None:  # a closed form has no deadline left to miss
+        due, rule = None, ""
     lines = tuple(describe(b, config) for b in recorded)
     notes = (
         *(e.detail for e in events if e.kind == "accepted" and e.detail),
@@ -94,7 +117,102 @@ def form_status(
         late=due is not None and now > due,
         notes=notes,
         breaches=lines,
+        overdue_minutes=math.ceil((now - due).total_seconds() / 60) if due and now > due else 0,
+        closed_at=row.closed_at,
     )
+
+
+def overdue_text(minutes: int) -> str:
+    """How late, as people say it: 逾期 3 小时 20 分, 逾期 2 天 5 分."""
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    parts = [f"{days} 天"] if days else []
+    parts += [f"{hours} 小时"] if hours else []
+    parts += [f"{mins} 分"] if mins or not parts else []
+    return "逾期 " + " ".join(parts)
+
+
+_CODED = re.compile(r"([a-z_]+): ")
+
+
+def readable_detail(detail: str | None) -> str:
+    """An event's detail as people read it: without the reason code a rejection carries
+    for scripts (``stale_copy: 这是…`` -> ``这是…``; --json keeps it)."""
+    text = detail or ""
+    coded = _CODED.match(text)
+    if coded and coded[1] in {r.value for r in Reason}:
+        text = text[coded.end() :]
+    return text.replace("\n", ";")
+
+
+@dataclass(frozen=True)
+class StatusFilter:
+    """What `status` lists: open forms (or every form), narrowed by role, person, month."""
+
+    role: str | None = None  # the role key the form waits on
+    person: str | None = None  # signed one of its blocks, or must act on it (in that roster)
+    month: Month | None = None  # its 提交日期 (as in the monthly tables) falls in this month
+    closed_too: bool = False
+
+
+def select_forms(
+    ledger: Ledger, *, now: dt.datetime, config: Config, which: StatusFilter
+) -> list[FormStatus]:
+    """The forms `status` lists: open ones by when they reached their step, then (with
+    ``closed_too``) closed ones in the order they were created."""
+    rows = ledger.open_forms()
+    if which.closed_too:
+        rows += [r for r in ledger.all_forms() if r.closed_at is not None]
+    calendar = WorkCalendar(config)
+    chosen = []
+    for row in rows:
+        if which.role is not None and row.waiting_on != which.role:
+            continue
+        if which.month is not None and _submitted(row)[:7] != which.month.label:
+            continue
+        events = ledger.events(row.form_no)
+        if which.person is not None and not _concerns(row, events, which.person, config):
+            continue
+        state = form_status(
+            row,
+            events,
+            now=now,
+            config=config,
+            calendar=calendar,
+            recorded=breaches(ledger, row.form_no),
+        )
+        chosen.append(state)
+    return chosen
+
+
+def _submitted(row: FormRow) -> str:
+    """提交日期 as the monthly tables take it (ledger._SUBMITTED): the 时间 beside 提交人,
+    else when it was reported, else when it was received."""
+    moment = row.snapshot.get("submitted_at") or iso(row.reported_at) or iso(row.created_at)
+    return moment or ""
+
+
+def _concerns(row: FormRow, events: list[EventRow], person: str, config: Config) -> bool:
+    """Whether ``person`` signed the form (提交人 or any block's 执行人) or must act on it now
+    (the role it waits on lists them)."""
+    signed = {e.actor for e in events} | {
+        value for key, value in row.snapshot.items() if key == "submitter" or key.endswith("_by")
+    }
+    waiting = row.closed_at is None and row.waiting_on is not None
+    return person in signed or (waiting and person in config.roster.get(row.waiting_on or "", ()))
+
+
+def returned_new_forms(ledger: Ledger, *, config: Config, which: StatusFilter) -> list[ReturnedNew]:
+    """New forms returned to 客服部 before they got a number, while the returned copy is still
+    in its outbox folder (once fixed and dropped again it leaves, and the form is numbered)."""
+    if which.role not in (None, "cs"):
+        return []
+    if which.person is not None and which.person not in config.roster.get("cs", ()):
+        return []
+    found = [r for r in _returned_new_forms(ledger) if Path(r.dest).is_file()]
+    if which.month is not None:
+        found = [r for r in found if r.at.strftime("%Y-%m") == which.month.label]
+    return found
 
 
 def open_forms(ledger: Ledger, *, now: dt.datetime, config: Config) -> list[FormStatus]:

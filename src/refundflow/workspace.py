@@ -7,10 +7,12 @@ import fcntl
 import os
 import socket
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from . import layout
 from .config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, REJECTED_FOLDER, ROLE_KEYS, Config
 from .errors import Reason, WorkspaceError
 
@@ -88,6 +90,51 @@ def init_workspace(workspace: Workspace) -> list[Path]:
     return created
 
 
+def init_templates(workspace: Workspace) -> list[Path]:
+    """Write each template ``templates/`` lacks; never replace one that is there.
+
+    A site may have adjusted its templates, so ``init`` only fills gaps (``refundflow
+    templates`` regenerates them all). They are written in a hidden folder beside and linked
+    into place, so a template is either whole or absent, and one that appeared meanwhile wins.
+    Returns what was created, so the CLI can say so.
+    """
+    from .templates import write_templates  # xlsxwriter: loaded only when templates are made
+
+    folder = workspace.templates
+    if all((folder / name).exists() for name in _TEMPLATE_FILES):
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".init-") as aside:
+        for written in write_templates(Path(aside), workspace.config):
+            if _place(written, folder / written.name):
+                created.append(folder / written.name)
+    return created
+
+
+def _place(written: Path, dest: Path) -> bool:
+    """Put ``written`` at ``dest`` unless something is there; False if it was."""
+    try:
+        os.link(written, dest)
+    except FileExistsError:
+        return False
+    except OSError:  # a share without hard links (some SMB mounts): create it exclusively
+        try:
+            with dest.open("xb") as out:
+                out.write(written.read_bytes())
+        except FileExistsError:
+            return False
+    return True
+
+
+_TEMPLATE_FILES = (
+    layout.REFUND_TEMPLATE_FILE,
+    layout.HANDOVER_TEMPLATE_FILE,
+    layout.CS_STATS_TEMPLATE_FILE,
+    layout.FINANCE_STATS_TEMPLATE_FILE,
+)
+
+
 class WorkspaceLock:
     """An exclusive lock: one watcher, ``process`` or ``rebuild`` per workspace.
 
@@ -116,7 +163,7 @@ class WorkspaceLock:
                 hint="同一工作区同时只能运行一个 watch 或 process;请等它结束或先停止它",
             ) from None
         self._fd = fd
-        started = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")  # people read it: to the minute
         self._write_holder(
             f"refundflow {self._command} (pid {os.getpid()}, {socket.gethostname()}, {started})"
         )
