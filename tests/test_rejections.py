@@ -29,7 +29,9 @@ FILE = f"{FORM}.xlsx"
 def return_rows(path: Path) -> list[list[object]]:
     book = python_calamine.CalamineWorkbook.from_path(str(path))
     assert book.sheet_names[0] == "退回原因", "the reasons come first"
-    return book.get_sheet_by_name("退回原因").to_python()
+    title, *rows = book.get_sheet_by_name("退回原因").to_python()
+    assert "退回原因(退回时间:" in str(title[0]), "a printed page says which form it answers"
+    return rows
 
 
 def reasons_text(path: Path) -> str:

@@ -37,8 +37,13 @@ def warning(root: Path, roles: str, effect: str, example: str) -> str:
 
 
 def sheet(path: Path, name: str) -> list[list[object]]:
+    """A sheet's rows; for 退回原因 the table under its title row."""
     book = python_calamine.CalamineWorkbook.from_path(str(path))
-    return book.get_sheet_by_name(name).to_python()
+    rows = book.get_sheet_by_name(name).to_python()
+    if name == "退回原因":
+        assert str(rows[0][0]).endswith(")") and "退回原因(退回时间:" in str(rows[0][0])
+        return rows[1:]
+    return rows
 
 
 def at(hhmm: str) -> dt.datetime:
@@ -116,12 +121,12 @@ def test_steps_signed_without_roster_are_marked_in_history(root: Path, run: Invo
     assert history[0][7].startswith("副本凭证:")  # the copy token ends the header row
     assert [row[:7] for row in history] == [
         ["时间", "环节", "从", "到", "经办人", "文件", "备注"],
-        ["2026-11-23 09:10:00", "待技术部核实", "客服部", "技术部", "李四", "申请.xlsx",
+        ["2026-11-23 09:10", "待技术部核实", "客服部", "技术部", "李四", "申请.xlsx",
          UNCHECKED_SIGNER],
-        ["2026-11-23 09:30:00", "技术部已核实,待值班负责人提交财务", "技术部", "客服部", "王五",
+        ["2026-11-23 09:30", "技术部已核实,待值班负责人提交财务", "技术部", "客服部", "王五",
          FILE, ""],
-        ["2026-11-23 09:40:00", "待出纳初核", "客服部", "财务部出纳", "", FILE, ""],
-        ["2026-11-23 10:00:00", "待会计复核", "财务部出纳", "财务部会计", "陈七", FILE,
+        ["2026-11-23 09:40", "待出纳初核", "客服部", "财务部出纳", "", FILE, ""],
+        ["2026-11-23 10:00", "待会计复核", "财务部出纳", "财务部会计", "陈七", FILE,
          UNCHECKED_SIGNER],
     ]  # fmt: skip
     shown = run("status", FORM, now="2026-11-23 10:01").stdout

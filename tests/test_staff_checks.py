@@ -31,7 +31,8 @@ def test_what_is_not_an_order_number_comes_back(root: Path, run: Invoke, order_n
     reasons = openpyxl.load_workbook(
         io.BytesIO((root / "outbox" / "cs" / "a-退回.xlsx").read_bytes())
     )["退回原因"]
-    row = [c.value for c in reasons[2]]
+    assert str(reasons["A1"].value).startswith("文件 a.xlsx 退回原因(退回时间:")  # the title
+    row = [c.value for c in reasons[3]]
     assert row[1:3] == ["订单号", "B6"]
     assert f"「{order_no}」不是订单号" in row[3]
 

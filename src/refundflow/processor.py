@@ -495,6 +495,7 @@ class Processor:
                 sheet=form.sheet,
                 cell_values={**_clean_values(form), cell: form_no},
                 history_rows=[header, *history],
+                history_title=replies.history_title(form_no),
                 missing_names=restore,
             ),
         )
@@ -592,6 +593,7 @@ class Processor:
             Patch(
                 sheet=form.sheet,
                 return_rows=[RETURN_HEADER, *rows],
+                title=replies.return_title(form_no, name, intake.now),
                 highlight_cells=[p.cell for p in problems if p.cell],
             ),
         )

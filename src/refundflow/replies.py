@@ -16,7 +16,6 @@ from .errors import Reason
 from .forms import FieldProblem, RefundForm
 from .inboxfile import EntryKind
 from .layout import FIELDS_BY_NAME, REFUND_TEMPLATE_FILE
-from .ledger import iso
 from .routing import STEP_NAMES, Step
 
 FINANCE_RETURNED_CHOICES = (
@@ -84,7 +83,7 @@ def history_row(
 ) -> tuple[str, ...]:
     """One line of the 流转记录 sheet: time, step reached, from, to, who, which file, notes."""
     return (
-        iso(at) or "",
+        f"{at:%Y-%m-%d %H:%M}",  # the procedure writes times to the minute
         STEP_NAMES[Step(to_step)] if to_step else "",
         ROLE_NAMES.get(from_role or "", ""),
         ROLE_NAMES.get(to_role or "", "归档"),
@@ -208,3 +207,14 @@ def linked_to(earlier: str) -> str:
 
 def filer_number(typed: str, form_no: str) -> str:
     return f"填单人填写的编号「{typed}」不是系统编号,本单编号为 {form_no}"
+
+
+def history_title(form_no: str) -> str:
+    """Printed at the top of every 流转记录 page, so a loose page finds its form."""
+    return f"退款单 {form_no} 流转记录"
+
+
+def return_title(form_no: str | None, name: str, at: dt.datetime) -> str:
+    """The first row of a 退回原因 sheet: which form (or file), and when it came back."""
+    which = f"退款单 {form_no}" if form_no else f"文件 {name}"
+    return f"{which} 退回原因(退回时间:{at:%Y-%m-%d %H:%M})"
