@@ -151,3 +151,18 @@ def test_a_ledger_from_before_the_change_allows_the_new_form_after_migration(
     drop(root, "再次申请.xlsx", edit_form(again, {"cs_date": at(25, "09:06")}))
     result = run("process", now="2026-11-25 09:10")
     assert result.output == "[已流转] 再次申请.xlsx: TKD20261125-001 → 技术部(待技术部核实)\n"
+
+
+def test_statistics_show_the_latest_cycle_and_note_the_return(root: Path, run: Invoke) -> None:
+    import openpyxl
+
+    test_form_returned_by_finance_is_resubmitted_and_refunded(root, run)
+    result = run("report", "--month", "2026-11", now="2026-12-01 09:00")
+    assert result.exit_code == 0, result.output
+    table = openpyxl.load_workbook(root / "outbox" / "cs" / "客服退单统计表-2026-11.xlsx").active
+    header = [c.value for c in table[3]]
+    row = dict(zip(header, (c.value for c in table[4]), strict=True))
+    assert row["退单编号"] == FORM
+    assert row["提交财务时间"].strftime("%Y-%m-%d %H:%M") == "2026-11-24 09:00"  # latest cycle
+    assert row["财务反馈时间"].strftime("%Y-%m-%d %H:%M") == "2026-11-24 10:30"
+    assert "曾财务退回:款项未入账,已重新提交财务" in row["备注"]

@@ -111,6 +111,12 @@ def _remark(form: FormRow, events: list[EventRow], outcome: str) -> str:
         notes.append(reason.split("\n")[0] if reason else RETURNED)
     elif outcome == TECH_REFUSED:
         notes.append("技术部不同意退款")
+    else:
+        # Returned by finance, then resubmitted: the row shows the latest cycle's times and
+        # says the earlier return here.
+        for e in events:
+            if e.to_step == Step.FINANCE_RETURNED and e.detail:
+                notes.append(f"曾{e.detail.split(chr(10))[0]},已重新提交财务")
     if form.closed_at is None:
         notes.append(f"未办结,当前环节:{STEP_NAMES[Step(form.step)]}")
     return ";".join(notes)
