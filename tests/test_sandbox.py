@@ -278,3 +278,13 @@ def test_a_worker_that_cannot_start_is_a_tool_failure_not_a_bad_file(
         pool.run(len, b"abc")
     assert not isinstance(info.value, FileRejected)
     assert "仍留在 inbox 中" in info.value.message
+
+
+def test_started_worker_serves_the_first_call_without_a_restart() -> None:
+    with ParserPool(memory_mb=512, timeout=20) as pool:
+        pool.start()
+        started = pool.worker_pid
+        assert started is not None
+        template = Path(__file__).resolve().parents[1] / "templates" / "退款申请表.xlsx"
+        assert pool.run(probe_workbook, template.read_bytes()) >= 1
+        assert pool.worker_pid == started and pool.restarts == 0

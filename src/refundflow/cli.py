@@ -398,6 +398,10 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
                 daemon=True,
             )
             keeping.start()
+            try:
+                processor.pool.start()  # ready before the first drop
+            except RefundflowError as exc:  # the first file will try again, and say so
+                log.warning("parser worker not started yet: %s", exc.message)
             click.echo(f"正在监视 {workspace.inbox}(按 Ctrl-C 停止)")
             try:
                 watcher.run(stop)

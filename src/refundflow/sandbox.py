@@ -235,6 +235,14 @@ class ParserPool:
                         error.detail)  # fmt: skip
             raise error
 
+    def start(self) -> None:
+        """Start the worker now rather than on the first file (a watcher's first drop then
+        moves in milliseconds, not the half second a cold forkserver and imports take)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("ParserPool is closed")
+            self._ensure_worker()
+
     def close(self) -> None:
         """Stop the worker (politely, then by force) and refuse further calls."""
         with self._lock:
