@@ -320,3 +320,13 @@ def test_process_leaves_no_helper_processes_behind(root: Path) -> None:
         ["ps", "-o", "pid=,cmd=", "--sid", str(done.pid)], capture_output=True, text=True
     )
     assert session.stdout.strip() == "", session.stdout
+
+
+def test_on_windows_the_command_says_where_to_run_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from refundflow import entry
+
+    monkeypatch.setattr(entry.sys, "platform", "win32")
+    with pytest.raises(SystemExit) as stop:
+        entry.main()
+    assert str(stop.value).startswith("错误:refundflow 需要在 Linux 上运行")
+    assert "处理办法:在提供共享文件夹的 Linux 文件服务器上运行 refundflow watch" in str(stop.value)
