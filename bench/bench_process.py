@@ -33,29 +33,13 @@ from refundflow.processor import Processor  # noqa: E402
 from refundflow.sandbox import ParserPool  # noqa: E402
 from refundflow.workspace import Workspace, init_workspace  # noqa: E402
 
-from formfill import fill_form  # noqa: E402
+from formfill import NEW_FORM, fill_form  # noqa: E402
 
 TEMPLATE = REPO / "templates" / "退款申请表.xlsx"
-BASE: dict[str, object] = {
-    "reported_at": dt.datetime(2026, 11, 23, 9, 0),
-    "fault": "订单冲突",
-    "mobile": "13800138000",
-    "purchase_time": dt.datetime(2026, 11, 22, 20, 15),
-    "bank": "招商银行",
-    "amount": 268.5,
-    "customer_request": "要求全额退款",
-    "submitter": "张三",
-    "submitted_at": dt.datetime(2026, 11, 23, 9, 5),
-    "handling_dept": "技术部",
-    "cs_opinion": "申请退款",
-    "cs_by": "李四",
-    "cs_date": dt.datetime(2026, 11, 23, 9, 6),
-    "cs_approval": "同意",
-}
 
 
 def forms(count: int) -> list[bytes]:
-    return [fill_form(TEMPLATE, {**BASE, "order_no": f"TK{i:010d}"}) for i in range(count)]
+    return [fill_form(TEMPLATE, {**NEW_FORM, "order_no": f"TK{i:010d}"}) for i in range(count)]
 
 
 def fill_history(ledger_path: Path, count: int) -> None:

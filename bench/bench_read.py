@@ -11,7 +11,6 @@ sniff and 1.4 ms a read. Exits 1 when the best time per call misses either targe
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import timeit
 from collections.abc import Callable
@@ -23,31 +22,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from refundflow.forms import read_form  # noqa: E402
 from refundflow.sniff import FileKind, sniff  # noqa: E402
 
-from formfill import fill_form  # noqa: E402
+from formfill import NEW_FORM, fill_form  # noqa: E402
 
 TEMPLATE = REPO / "templates" / "退款申请表.xlsx"
-# A form filled up to the tech step, typed as staff type it in Excel.
-VALUES: dict[str, object] = {
-    "reported_at": dt.datetime(2026, 11, 23, 9, 0),
-    "fault": "订单冲突",
-    "mobile": "13800138000",
-    "purchase_time": dt.datetime(2026, 11, 22, 20, 15),
-    "bank": "招商银行",
-    "order_no": "TK20261122001",
-    "amount": 268.5,
-    "customer_request": "要求全额退款",
-    "submitter": "张三",
-    "submitted_at": dt.datetime(2026, 11, 23, 9, 5),
-    "handling_dept": "客服部",
-    "cs_opinion": "申请退款",
-    "cs_by": "李四",
-    "cs_date": dt.datetime(2026, 11, 23, 9, 6),
-    "cs_approval": "同意",
-    "tech_opinion": "核实无误",
-    "tech_by": "王五",
-    "tech_date": dt.datetime(2026, 11, 23, 9, 30),
-    "tech_approval": "同意",
-}
 
 
 def best_per_call(call: Callable[[], object], number: int, repeat: int) -> float:
@@ -61,7 +38,7 @@ def main() -> int:
     parser.add_argument("--sniff-target-us", type=float, default=1000.0)
     parser.add_argument("--read-target-ms", type=float, default=20.0)
     args = parser.parse_args()
-    data = fill_form(TEMPLATE, VALUES)
+    data = fill_form(TEMPLATE, NEW_FORM)
     assert sniff(data, name="form.xlsx").kind is FileKind.XLSX
     read_form(data)  # warm up: imports and caches
 

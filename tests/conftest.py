@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from refundflow.cli import cli
 
 from corpus import CORPUS, CORPUS_VARIABLE
-from formfill import fill_form
+from formfill import NEW_FORM, fill_form
 
 REPO = Path(__file__).resolve().parents[1]
 REFUND_TEMPLATE = REPO / "templates" / "退款申请表.xlsx"
@@ -35,25 +35,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("CI", "").lower() in ("true", "1"):
         pytest.fail(f"{missing} (CI is set, so a missing corpus fails)", pytrace=False)
     pytest.skip(missing)
-
-
-NEW_FORM: dict[str, object] = {
-    "reported_at": dt.datetime(2026, 11, 23, 9, 0),
-    "fault": "订单冲突",
-    "mobile": "13800138000",
-    "purchase_time": dt.datetime(2026, 11, 22, 20, 15),
-    "bank": "招商银行",
-    "order_no": "TK20261122001",
-    "amount": 268.5,
-    "customer_request": "要求全额退款",
-    "submitter": "张三",
-    "submitted_at": dt.datetime(2026, 11, 23, 9, 5),
-    "handling_dept": "技术部",
-    "cs_opinion": "客户扣款成功但订单冲突,申请退款",
-    "cs_by": "李四",
-    "cs_date": dt.datetime(2026, 11, 23, 9, 6),
-    "cs_approval": "同意",
-}
 
 
 def block(

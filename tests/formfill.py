@@ -6,6 +6,7 @@ Importable from any test module (``from formfill import fill_form``): pytest put
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import zipfile
@@ -19,7 +20,34 @@ from openpyxl.workbook.workbook import Workbook
 
 from refundflow import layout
 
-__all__ = ["defined_cells", "fill_form", "insert_rows_above", "rewrite_parts", "to_bytes"]
+__all__ = [
+    "NEW_FORM",
+    "defined_cells",
+    "fill_form",
+    "insert_rows_above",
+    "rewrite_parts",
+    "to_bytes",
+]
+
+
+# A new refund form as customer service fills it (tests and benchmarks alike).
+NEW_FORM: dict[str, object] = {
+    "reported_at": dt.datetime(2026, 11, 23, 9, 0),
+    "fault": "订单冲突",
+    "mobile": "13800138000",
+    "purchase_time": dt.datetime(2026, 11, 22, 20, 15),
+    "bank": "招商银行",
+    "order_no": "TK20261122001",
+    "amount": 268.5,
+    "customer_request": "要求全额退款",
+    "submitter": "张三",
+    "submitted_at": dt.datetime(2026, 11, 23, 9, 5),
+    "handling_dept": "技术部",
+    "cs_opinion": "客户扣款成功但订单冲突,申请退款",
+    "cs_by": "李四",
+    "cs_date": dt.datetime(2026, 11, 23, 9, 6),
+    "cs_approval": "同意",
+}
 
 
 def _load(template: bytes | Path) -> Workbook:
