@@ -126,3 +126,14 @@ def test_stale_copy_refusal_names_the_current_file(root: Path, run: Invoke) -> N
     reply = root / "outbox" / "rejected" / "旧的.xlsx.退回原因.txt"
     text = reply.read_text(encoding="utf-8-sig")
     assert "处理办法:请使用最新的文件(outbox/cs/TKD20261123-001.xlsx)" in text, text
+
+
+def test_copy_open_in_excel_is_not_taken_from_under_its_user(root: Path, run: Invoke) -> None:
+    (root / "inbox" / "申请.xlsx").write_bytes(make_form())
+    run("process", now="2026-11-23 09:10")
+    work_in_place(root, "tech", FILE, block("tech", "王五", at("09:30")))
+    owner = root / "outbox" / "tech" / f"~${FILE}"
+    owner.write_bytes(b"\x05wang-wu")  # 王五 still has the copy open in Excel
+    assert run("process", now="2026-11-23 09:31").output.startswith(f"[已流转] {FILE}")
+    assert (root / "outbox" / "tech" / FILE).exists()
+    assert folders(root)["cs"] == [FILE]

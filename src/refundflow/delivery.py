@@ -38,6 +38,7 @@ from .inboxfile import (
 )
 from .ledger import Delivery, Ledger
 from .replies import ENTRY_TEXTS, REPLY_SUFFIX, reply_text
+from .watcher import owner_file_present
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ class Deliverer:
         bytes are in the archive, a copy edited in place is archived before it goes).
         """
         for path, delivered in copies:
+            if owner_file_present(path):
+                # Someone has it open in Excel/WPS/LibreOffice: not pulled from under them.
+                # It goes with the form's next move; nothing is lost meanwhile.
+                log.info("left %s: it is open in an office program", path.name)
+                continue
             hold = take_aside(path)
             if hold is None:
                 continue
