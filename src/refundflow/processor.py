@@ -178,7 +178,6 @@ class Processor:
         self.ledger = ledger if ledger is not None else open_ledger(workspace)
         self.calendar = WorkCalendar(self.config)
         self.copy_key = CopyKey.load_or_create(workspace.sheets, now=clock())
-        self._deliver = deliver  # False while rebuilding: the copies were delivered long ago
         self.deliverer = Deliverer(workspace, self.ledger, enabled=deliver)
         # Form numbers our routed copies carry in the archive: never given again, even if the
         # ledger lost their record. Read at the first new form, after recover() set aside the
@@ -307,11 +306,12 @@ class Processor:
         Nothing is archived or delivered: that happened when the file first arrived.
         """
         st = archived.stat()
-        size = Identity(st.st_dev, st.st_ino, st.st_size, 0)
+        # The receipt records the size; the time a file arrived is in its archive name.
+        seen = Identity(st.st_dev, st.st_ino, st.st_size, 0)
         if st.st_size > self.config.max_file_mb * 1024 * 1024:
             sha = sha256_of(archived)
             plan = self._too_large(name, sha, at, st.st_size)
-            return self._commit_and_deliver(plan, self.ws.inbox / name, size, sha, archived)
+            return self._commit_and_deliver(plan, self.ws.inbox / name, seen, sha, archived)
         data = archived.read_bytes()
         sha = sha256(data)
         previous = self.ledger.receipts_for(sha)
@@ -319,7 +319,7 @@ class Processor:
             plan = self._duplicate(name, sha, at, previous[0].received_at, data)
         else:
             plan = self._decide(name, data, sha, at)
-        return self._commit_and_deliver(plan, self.ws.inbox / name, size, sha, archived)
+        return self._commit_and_deliver(plan, self.ws.inbox / name, seen, sha, archived)
 
     def _answer_entry(self, path: Path) -> Result:
         """A link, hard link, folder or special file: answered without reading through it."""
@@ -715,7 +715,7 @@ class Processor:
         for dest, payload in plan.outputs:
             out_sha = sha256(payload)
             kept = archive_path(self.ws.sheets, SENT, plan.event.at, out_sha, dest.name)
-            if self._deliver:
+            if self.deliverer.enabled:
                 # Not fsynced: outputs can be made again from the received archive (rebuild).
                 kept = write_exclusive(kept, payload)
             deliveries.append((str(kept.relative_to(self.ws.sheets)), str(dest), out_sha))
@@ -734,7 +734,7 @@ class Processor:
             deliveries=deliveries,
             sent_shas=[d[2] for d in deliveries] if plan.sent else [],
         )
-        if self._deliver:
+        if self.deliverer.enabled:
             self.deliverer.take_away(plan.take_away, plan.event.at)
         delivered, failed = self.deliverer.finish(receipt_id, path, sha, identity, in_inbox=True)
         assert plan.result is not None
