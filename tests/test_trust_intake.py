@@ -437,3 +437,11 @@ def test_full_disk_is_a_clear_message_and_the_file_stays(
     assert names(root / "inbox") == ["a.xlsx"]
     received = root / "refundsheets" / "archive" / "received"
     assert [p for p in received.rglob("*") if p.is_file()] == []  # no .part left behind
+
+
+def test_a_storage_error_names_the_folder_not_our_hidden_temporary() -> None:
+    from refundflow.errors import storage_error
+
+    exc = OSError(errno.ENOSPC, "No space left on device", "/srv/ws/outbox/tech/.a.xlsx.42.part")
+    error = storage_error(exc, doing="投递")
+    assert error.message == "投递时磁盘已满(/srv/ws/outbox/tech)"

@@ -131,7 +131,7 @@ def os_problem(exc: OSError) -> str:
 
 def storage_error(exc: OSError, *, doing: str) -> StorageError:
     """A Chinese message for an OSError met while ``doing`` something with a file."""
-    where = f"({exc.filename})" if exc.filename else ""
+    where = f"({_shown_path(exc.filename)})" if exc.filename else ""
     kept = "文件没有丢失,仍留在 inbox 中(或已存档),问题解决后会自动再处理"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         reason, hint = Reason.STORAGE_FULL, f"请清理服务器磁盘空间;{kept}"
@@ -140,3 +140,10 @@ def storage_error(exc: OSError, *, doing: str) -> StorageError:
     else:
         reason, hint = Reason.STORAGE_FAILED, f"请检查该文件夹和磁盘;{kept}"
     return StorageError(f"{doing}时{os_problem(exc)}{where}", reason=reason, hint=hint)
+
+
+def _shown_path(filename: object) -> str:
+    """Where it happened, as a person can look for it: our hidden temporaries by their folder."""
+    text = str(filename)
+    folder, _, name = text.rpartition("/")
+    return folder if folder and name.startswith(".") and name.endswith(".part") else text
