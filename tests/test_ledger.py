@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from refundflow.config import load_config
-from refundflow.ledger import FormUpdate, Ledger, NewEvent
+from refundflow.ledger import FormUpdate, Ledger, NewEvent, NewReceipt
 from refundflow.processor import Processor
 from refundflow.sandbox import ParserPool
 from refundflow.workspace import Workspace
@@ -22,7 +22,7 @@ AT = dt.datetime(2026, 11, 23, 9, 10)
 def new_form(ledger: Ledger, form_no: str, order_no: str) -> None:
     ledger.record(
         event=NewEvent(AT, "accepted", f"{order_no}.xlsx", order_no, form_no=form_no),
-        receipt=(f"{order_no}.xlsx", 1, 0, f"archive/{order_no}"),
+        receipt=NewReceipt(f"{order_no}.xlsx", 1, 0, f"archive/{order_no}"),
         update=FormUpdate(form_no, order_no, "tech", "tech", AT, "268.50", {}, closed=False),
         deliveries=[],
         sent_shas=[],

@@ -23,7 +23,7 @@ import click
 from .calendar import Month, WorkCalendar
 from .config import CONFIG_FILE, ROLE_NAMES, load_config
 from .errors import RefundflowError, storage_error
-from .ledger import Ledger, breaches, iso
+from .ledger import Ledger, iso
 from .ledgercheck import open_ledger
 from .monthend import ReportFiles, late_tables, produce, produce_due
 from .processor import Outcome, Processor, Result
@@ -648,7 +648,7 @@ def _show_form(
         now=now,
         config=workspace.config,
         calendar=WorkCalendar(workspace.config),
-        recorded=breaches(ledger, form_no),
+        recorded=ledger.breaches.recorded(form_no),
     )
     if as_json:
         payload = state.to_json()

@@ -30,7 +30,7 @@ from .breaches import rule_text, spans, step_at
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES, Config, Shift
 from .errors import Reason, RefundflowError
-from .ledger import EventKind, EventRow, FormRow, Ledger, forms_active_since
+from .ledger import EventKind, EventRow, FormRow, Ledger
 from .routing import STAMP_FINANCE, STEP_NAMES, WAITING_ON, Step
 from .templates import HANDOVER_WIDTHS, write_handover_template
 from .workspace import Workspace
@@ -170,7 +170,7 @@ def handover_content(
     submitted: list[tuple[dt.datetime, str]] = []
     returned: list[tuple[dt.datetime, str]] = []
     # Forms closed before the day began cannot be in any item.
-    for row in forms_active_since(ledger, min(window.start, day_start)):
+    for row in ledger.forms_active_since(min(window.start, day_start)):
         if row.created_at > at:
             continue
         events = ledger.events(row.form_no)

@@ -23,7 +23,7 @@ from .calendar import Month, WorkCalendar
 from .config import ROLE_NAMES, Config
 from .errors import FormReadError
 from .layout import rc_to_cell
-from .ledger import EventRow, FormRow, Ledger, accepted_events_between, forms_submitted_between
+from .ledger import EventRow, FormRow, Ledger
 from .routing import (
     FINANCE_STEPS,
     STAMP_CUSTOMER,
@@ -266,9 +266,9 @@ STEP_COLUMNS = (
 
 def collect(ledger: Ledger, month: Month, *, as_of: dt.datetime, config: Config) -> MonthData:
     """Read the month's refunds and their hand-offs from the ledger."""
-    forms = forms_submitted_between(ledger, month.first, month.next_first)
+    forms = ledger.stats.forms_submitted_between(month.first, month.next_first)
     by_form: dict[str, list[EventRow]] = defaultdict(list)
-    for event in accepted_events_between(ledger, month.first, month.next_first):
+    for event in ledger.stats.accepted_events_between(month.first, month.next_first):
         if event.form_no:
             by_form[event.form_no].append(event)
     cal = WorkCalendar(config)

@@ -16,8 +16,7 @@ from .breaches import BREACH_NAMES, BreachKind, describe, earliest_open, rule_te
 from .calendar import Month, WorkCalendar
 from .config import ROLE_NAMES, UNCHECKED_SIGNER, Config
 from .errors import Reason
-from .ledger import BreachRow, EventRow, FormRow, Ledger, ReturnedNew, breaches, iso
-from .ledger import returned_new_forms as _returned_new_forms
+from .ledger import BreachRow, EventRow, FormRow, Ledger, ReturnedNew, iso
 from .routing import FINANCE_STEPS, STAMP_FINANCE, STEP_NAMES, Step, step_deadline
 
 
@@ -179,14 +178,14 @@ def select_forms(
             now=now,
             config=config,
             calendar=calendar,
-            recorded=breaches(ledger, row.form_no),
+            recorded=ledger.breaches.recorded(row.form_no),
         )
         chosen.append(state)
     return chosen
 
 
 def _submitted(row: FormRow) -> str:
-    """提交日期 as the monthly tables take it (ledger._SUBMITTED): the 时间 beside 提交人,
+    """提交日期 as the monthly tables take it (ledger.stats._SUBMITTED): the 时间 beside 提交人,
     else when it was reported, else when it was received."""
     moment = row.snapshot.get("submitted_at") or iso(row.reported_at) or iso(row.created_at)
     return moment or ""
@@ -209,7 +208,7 @@ def returned_new_forms(ledger: Ledger, *, config: Config, which: StatusFilter) -
         return []
     if which.person is not None and which.person not in config.roster.get("cs", ()):
         return []
-    found = [r for r in _returned_new_forms(ledger) if Path(r.dest).is_file()]
+    found = [r for r in ledger.returned_new_forms() if Path(r.dest).is_file()]
     if which.month is not None:
         found = [r for r in found if r.at.strftime("%Y-%m") == which.month.label]
     return found
@@ -224,7 +223,7 @@ def open_forms(ledger: Ledger, *, now: dt.datetime, config: Config) -> list[Form
             now=now,
             config=config,
             calendar=calendar,
-            recorded=breaches(ledger, row.form_no),
+            recorded=ledger.breaches.recorded(row.form_no),
         )
         for row in ledger.open_forms()
     ]
