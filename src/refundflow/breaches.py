@@ -37,7 +37,7 @@ from .ledger import (
     FormRow,
     Ledger,
 )
-from .routing import STAMP_FINANCE, STEP_NAMES, WAITING_ON, Step
+from .routing import STEP_NAMES, WAITING_ON, Stamp, Step
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def spans(
             due = e.at + dt.timedelta(minutes=limits.forward_minutes)
             out.append(Span(BreachKind.FORWARD, e.at, due, done))
             break
-    finance = next((e for e in moves if e.stamp == STAMP_FINANCE), None)
+    finance = next((e for e in moves if e.stamp == Stamp.FINANCE), None)
     if finance is not None:
         due = finance.at + dt.timedelta(hours=limits.finance_hours)
         out.append(

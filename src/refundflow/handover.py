@@ -31,7 +31,7 @@ from .calendar import WorkCalendar
 from .config import ROLE_NAMES, Config, Shift
 from .errors import Reason, RefundflowError
 from .ledger import EventKind, EventRow, FormRow, Ledger
-from .routing import STAMP_FINANCE, STEP_NAMES, WAITING_ON, Step
+from .routing import STEP_NAMES, WAITING_ON, Stamp, Step
 from .templates import HANDOVER_WIDTHS, write_handover_template
 from .workspace import Workspace
 
@@ -185,7 +185,7 @@ def handover_content(
             if e.to_step == Step.REFUNDED:
                 who = f"{ROLE_NAMES.get(e.from_role or '', '')} {e.actor or ''}".strip()
                 processed.append((e.at, f"{_facts(row)},处理结果:已退款({who} {e.at:%H:%M})"))
-            if e.stamp == STAMP_FINANCE:
+            if e.stamp == Stamp.FINANCE:
                 now_at = STEP_NAMES[step_at(events, at) or Step.AT_CASHIER]
                 submitted.append((e.at, f"{_facts(row)},{e.at:%H:%M} 提交,目前:{now_at}"))
             if e.to_step == Step.FINANCE_RETURNED:

@@ -90,10 +90,10 @@ from .replies import (
 )
 from .routing import (
     FINANCE_ROLES,
-    STAMP_FINANCE,
     STEP_NAMES,
     UNSIGNED_STEPS,
     WAITING_ON,
+    Stamp,
     Step,
     fill_was_late,
     next_step,
@@ -575,7 +575,7 @@ class Processor:
             notes = [replies.finance_returned(form.blocks[signed_block].opinion)]
         if intake.resubmitted:
             rounds = 1 + sum(
-                e.kind == EventKind.ACCEPTED and e.stamp == STAMP_FINANCE
+                e.kind == EventKind.ACCEPTED and e.stamp == Stamp.FINANCE
                 for e in self.ledger.events(form_no)
             )
             notes = [replies.resubmitted(rounds)]

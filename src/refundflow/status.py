@@ -17,7 +17,7 @@ from .calendar import Month, WorkCalendar
 from .config import ROLE_NAMES, UNCHECKED_SIGNER, Config
 from .errors import Reason
 from .ledger import BreachRow, EventRow, FormRow, Ledger, ReturnedNew, iso
-from .routing import FINANCE_STEPS, STAMP_FINANCE, STEP_NAMES, Step, step_deadline
+from .routing import FINANCE_STEPS, STEP_NAMES, Stamp, Step, stamp_label, step_deadline
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def form_status(
     """
     step = Step(row.step)
     finance_since = next(
-        (e.at for e in reversed(events) if e.kind == "accepted" and e.stamp == STAMP_FINANCE),
+        (e.at for e in reversed(events) if e.kind == "accepted" and e.stamp == Stamp.FINANCE),
         None,
     )
     deadline = step_deadline(
@@ -119,6 +119,24 @@ def form_status(
         overdue_minutes=math.ceil((now - due).total_seconds() / 60) if due and now > due else 0,
         closed_at=row.closed_at,
     )
+
+
+def history_json(events: Sequence[EventRow]) -> list[dict[str, object]]:
+    """A form's events for ``status FORM_NO --json``; a stamp by its column's label."""
+    return [
+        {
+            "at": iso(e.at),
+            "kind": e.kind,
+            "from_step": e.from_step,
+            "to_step": e.to_step,
+            "to_role": e.to_role,
+            "actor": e.actor,
+            "stamp": stamp_label(e.stamp),
+            "file": e.file_name,
+            "detail": e.detail,
+        }
+        for e in events
+    ]
 
 
 def overdue_text(minutes: int) -> str:

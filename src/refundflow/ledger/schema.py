@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS events (
     from_role  TEXT,
     to_role    TEXT,
     actor      TEXT,
-    stamp      TEXT,                      -- the statistics column this hand-off fills, if any
+    stamp      TEXT,                      -- routing.Stamp: the statistics column it fills, if any
     file_name  TEXT NOT NULL,
     file_sha   TEXT NOT NULL,
     out_sha    TEXT,
@@ -114,6 +114,19 @@ ARRIVAL = "arrival_seq"
 # "locked by someone": our own processes never hold it long, and they hold the workspace lock.
 START_BUSY_MS = 3000
 
+# PRAGMA user_version of a ledger whose statistics stamps are codes (routing.Stamp). Ledgers
+# from before it are 0; the forms migration tells its own case from the table itself.
+STAMP_CODES_VERSION = 1
+# What the code before stamp codes stored in events.stamp: the Chinese column labels of
+# 客服退单统计表 at the time. Frozen here, not read from routing: rewording a label later must
+# not change what the rows already written meant.
+LABEL_STAMPS: dict[str, str] = {
+    "提交技术部时间": "submitted_to_tech",
+    "提交财务时间": "submitted_to_finance",
+    "财务反馈时间": "finance_feedback",
+    "反馈用户时间": "customer_feedback",
+}
+
 Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
 
@@ -121,6 +134,7 @@ def create_and_migrate(db: sqlite3.Connection, transaction: Transaction) -> None
     """Create the tables a ledger lacks, then migrate what an earlier version wrote."""
     db.executescript(SCHEMA)
     _order_may_repeat(db, transaction)
+    _stamps_as_codes(db, transaction)
 
 
 def _statement(head: str) -> str:
@@ -147,3 +161,28 @@ def _order_may_repeat(db: sqlite3.Connection, transaction: Transaction) -> None:
         db.execute(f"INSERT INTO forms ({kept}) SELECT {kept} FROM forms_before_migration")
         db.execute("DROP TABLE forms_before_migration")
         db.execute("CREATE INDEX IF NOT EXISTS forms_order ON forms(order_no, created_at)")
+
+
+def _stamps_as_codes(db: sqlite3.Connection, transaction: Transaction) -> None:
+    """Events once stored their statistics stamp as the column's Chinese label.
+
+    The events are append-only (a trigger refuses UPDATE): the trigger is dropped and made
+    again inside the same transaction, so no other writer ever sees the log editable. Which
+    ledgers need it is in ``user_version``: looking for labels would read every event at
+    every start.
+    """
+    if db.execute("PRAGMA user_version").fetchone()[0] >= STAMP_CODES_VERSION:
+        return
+    with transaction() as db:
+        # Looked at again under the write lock: another process may have just done it.
+        if db.execute("PRAGMA user_version").fetchone()[0] >= STAMP_CODES_VERSION:
+            return
+        labels = ", ".join("?" for _ in LABEL_STAMPS)
+        cases = " ".join("WHEN ? THEN ?" for _ in LABEL_STAMPS)
+        db.execute("DROP TRIGGER events_no_update")
+        db.execute(
+            f"UPDATE events SET stamp = CASE stamp {cases} END WHERE stamp IN ({labels})",
+            [*(x for pair in LABEL_STAMPS.items() for x in pair), *LABEL_STAMPS],
+        )
+        db.execute(_statement("CREATE TRIGGER IF NOT EXISTS events_no_update"))
+        db.execute(f"PRAGMA user_version = {STAMP_CODES_VERSION}")
