@@ -424,7 +424,7 @@ class Processor:
         if not old and self._is_current_copy(row, reading):
             return None
         copies = self.ledger.form_copies(row.form_no)
-        current = shown(Path(copies[0][0]), self.ws.root) if copies else row.form_no
+        current = shown(Path(copies[0].dest), self.ws.root) if copies else row.form_no
         what, hint = replies.stale_copy(
             row.form_no, intake.step, current, token=reading.copy_token, old=old
         )

@@ -136,6 +136,20 @@ class PlannedDelivery(NamedTuple):
     sha: str
 
 
+class GivenCopy(NamedTuple):
+    """A copy of a form given to a person (:meth:`Ledger.form_copies`)."""
+
+    dest: str
+    sha: str
+
+
+class SentCopy(NamedTuple):
+    """Which form a copy the watcher sent out belongs to, and at which step it was sent."""
+
+    form_no: str
+    step: str
+
+
 @dataclass(frozen=True)
 class ReturnedNew:
     """A new form returned to its filler before it got a number, and where its copy went."""

@@ -21,11 +21,13 @@ from .rows import (
     EventRow,
     FormRow,
     FormUpdate,
+    GivenCopy,
     NewEvent,
     NewReceipt,
     PlannedDelivery,
     Receipt,
     ReturnedNew,
+    SentCopy,
     delivery_row,
     event_row,
     form_row,
@@ -206,12 +208,12 @@ class Ledger:
         ).fetchall()
         return [delivery_row(r) for r in rows]
 
-    def sent_copy(self, sha: str) -> tuple[str, str] | None:
-        """(form_no, step at which it was sent) for a copy the watcher sent out."""
+    def sent_copy(self, sha: str) -> SentCopy | None:
+        """The form and step of a copy the watcher sent out (None: not one of ours)."""
         row = self._db.execute(
             "SELECT form_no, step FROM sent WHERE sha = ? ORDER BY event_id DESC LIMIT 1", (sha,)
         ).fetchone()
-        return (row["form_no"], row["step"]) if row else None
+        return SentCopy(row["form_no"], row["step"]) if row else None
 
     def is_delivery_source(self, archived: str) -> bool:
         """Whether a delivery was planned from this archived copy (only used at restart)."""
@@ -343,15 +345,15 @@ class Ledger:
                 ("done" if complete else "delivering", receipt_id),
             )
 
-    def form_copies(self, form_no: str) -> list[tuple[str, str]]:
-        """(dest, sha) of every copy of the form given to a person, newest first."""
+    def form_copies(self, form_no: str) -> list[GivenCopy]:
+        """Every copy of the form given to a person, newest first."""
         rows = self._db.execute(
             "SELECT d.dest, d.sha FROM events e JOIN receipts r ON r.event_id = e.id"
             " JOIN deliveries d ON d.receipt_id = r.id"
             " WHERE e.form_no = ? AND e.kind IN ('accepted', 'returned') ORDER BY d.id DESC",
             (form_no,),
         ).fetchall()
-        return [(r["dest"], r["sha"]) for r in rows]
+        return [GivenCopy(r["dest"], r["sha"]) for r in rows]
 
     def pending_deliveries(self) -> list[Delivery]:
         """Deliveries that failed and wait for a retry (their receipt is ``delivering``)."""
