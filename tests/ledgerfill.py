@@ -13,11 +13,8 @@ from dataclasses import dataclass, field
 
 from refundflow.ledger import Ledger, iso
 from refundflow.routing import (
-    STAMP_CUSTOMER,
-    STAMP_FINANCE,
-    STAMP_FINANCE_FEEDBACK,
-    STAMP_TECH,
     WAITING_ON,
+    Stamp,
     Step,
 )
 
@@ -26,13 +23,13 @@ FAULTS = ("订单冲突", "支付成功但支付超时", "扣款成功但未收�
 
 # (from, to, stamp, actor's role or None, minutes after the previous hand-off)
 REFUNDED_ROUTE: tuple[tuple[Step, Step, str | None, str | None, int], ...] = (
-    (Step.NEW, Step.AT_TECH, STAMP_TECH, "cs", 8),
+    (Step.NEW, Step.AT_TECH, Stamp.TECH, "cs", 8),
     (Step.AT_TECH, Step.TECH_VERIFIED, None, "tech", 40),
-    (Step.TECH_VERIFIED, Step.AT_CASHIER, STAMP_FINANCE, None, 20),
+    (Step.TECH_VERIFIED, Step.AT_CASHIER, Stamp.FINANCE, None, 20),
     (Step.AT_CASHIER, Step.AT_ACCOUNTANT, None, "cashier", 60),
     (Step.AT_ACCOUNTANT, Step.AT_DIRECTOR, None, "accountant", 60),
-    (Step.AT_DIRECTOR, Step.REFUNDED, STAMP_FINANCE_FEEDBACK, "director", 60),
-    (Step.REFUNDED, Step.AT_ADMIN, STAMP_CUSTOMER, None, 30),
+    (Step.AT_DIRECTOR, Step.REFUNDED, Stamp.FINANCE_FEEDBACK, "director", 60),
+    (Step.REFUNDED, Step.AT_ADMIN, Stamp.CUSTOMER, None, 30),
     (Step.AT_ADMIN, Step.CLOSED, None, "admin", 120),
 )
 PEOPLE = {

@@ -16,7 +16,7 @@ import pytest
 
 from dayreplay import A, B, C, D, alert_to_file, new_workspace, replay_day, set_top_level
 from refundflow.config import load_config
-from refundflow.ledger import Ledger, breaches
+from refundflow.ledger import Ledger
 from refundflow.upkeep import Upkeep, keep_up
 from refundflow.workspace import Workspace
 
@@ -42,7 +42,7 @@ def recorded(root: Path) -> list[tuple[str, str, str, str | None, str, str]]:
     try:
         return [
             (b.form_no, b.kind, f"{b.due:%Y-%m-%d %H:%M}", b.waited_on, b.step, f"{b.detected_at}")
-            for b in breaches(ledger)
+            for b in ledger.breaches.recorded()
         ]
     finally:
         ledger.close()
@@ -185,11 +185,11 @@ def test_watch_upkeep_finds_a_breach_without_any_file_arriving(root: Path, run: 
         )
         thread.start()
         try:
-            assert wait_until(lambda: breaches(ledger) != [])
+            assert wait_until(lambda: ledger.breaches.recorded() != [])
         finally:
             stop.set()
             thread.join()
-        assert [(b.kind, b.detected_at) for b in breaches(ledger)] == [
+        assert [(b.kind, b.detected_at) for b in ledger.breaches.recorded()] == [
             ("refund", dt.datetime(2026, 11, 24, 9, 1))
         ]
     finally:
@@ -274,6 +274,6 @@ def test_a_slow_alert_command_does_not_hold_up_the_files(
         finally:
             release.touch()
             thread.join()
-        assert [b.alerted_at for b in breaches(ledger)] == [late]
+        assert [b.alerted_at for b in ledger.breaches.recorded()] == [late]
     finally:
         ledger.close()

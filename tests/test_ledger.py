@@ -9,20 +9,23 @@ from pathlib import Path
 import pytest
 
 from refundflow.config import load_config
-from refundflow.ledger import FormUpdate, Ledger, NewEvent
+from refundflow.ledger import FormUpdate, Ledger, NewEvent, NewReceipt
 from refundflow.processor import Processor
+from refundflow.routing import Stamp
 from refundflow.sandbox import ParserPool
 from refundflow.workspace import Workspace
 
 from conftest import block, drop, edit_form, make_form, take
 
 AT = dt.datetime(2026, 11, 23, 9, 10)
+# Written by the code before stamp codes (see the file's head).
+LABEL_STAMP_LEDGER = Path(__file__).parent / "data" / "ledger_before_stamp_codes.sql"
 
 
 def new_form(ledger: Ledger, form_no: str, order_no: str) -> None:
     ledger.record(
         event=NewEvent(AT, "accepted", f"{order_no}.xlsx", order_no, form_no=form_no),
-        receipt=(f"{order_no}.xlsx", 1, 0, f"archive/{order_no}"),
+        receipt=NewReceipt(f"{order_no}.xlsx", 1, 0, f"archive/{order_no}"),
         update=FormUpdate(form_no, order_no, "tech", "tech", AT, "268.50", {}, closed=False),
         deliveries=[],
         sent_shas=[],
@@ -95,3 +98,41 @@ def test_processing_a_file_never_scans_a_whole_table(root: Path) -> None:
         if any(step.startswith("SCAN") for step in plan)
     }
     assert scans == {}
+
+
+def event_rows(path: Path) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT * FROM events ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_ledger_with_label_stamps_is_migrated_to_codes_in_place(tmp_path: Path) -> None:
+    """The code before stamp codes stored each stamp as its column's label (提交财务时间)."""
+    path = tmp_path / "ledger.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(LABEL_STAMP_LEDGER.read_text(encoding="utf-8"))
+    db.close()
+    before = event_rows(path)
+
+    Ledger(path).close()
+    Ledger(path).close()  # a second opening finds nothing left to do
+
+    after = event_rows(path)
+    stamp = 9  # the events table's stamp column
+    assert [row[stamp] for row in after if row[stamp]] == [
+        Stamp.TECH,
+        Stamp.FINANCE,
+        Stamp.FINANCE_FEEDBACK,
+        Stamp.CUSTOMER,
+    ]
+    assert [row[:stamp] + row[stamp + 1 :] for row in after] == [
+        row[:stamp] + row[stamp + 1 :] for row in before
+    ]
+    db = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("UPDATE events SET stamp = NULL")
+    finally:
+        db.close()

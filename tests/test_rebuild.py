@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from refundflow.ledger import Ledger
+from refundflow.routing import Stamp
 
 from conftest import NEW_FORM, Invoke, block, drop, edit_form, make_form, take
 
@@ -217,6 +219,49 @@ def test_rebuild_gives_back_the_same_ledger_and_delivers_nothing(
 
     assert files_of(root) == files, "nothing delivered, archived or taken from the inbox again"
     assert sorted(p.name for p in (root / "inbox").iterdir()) == ["新单.xlsx", "退款申请-张三.xlsx"]
+    assert status_views(run) == statuses
+
+
+# What the code before stamp codes wrote in events.stamp: each column's label.
+OLD_STAMPS = {
+    "submitted_to_tech": "提交技术部时间",
+    "submitted_to_finance": "提交财务时间",
+    "finance_feedback": "财务反馈时间",
+    "customer_feedback": "反馈用户时间",
+}
+
+
+def with_label_stamps(path: Path) -> None:
+    """Turn the ledger back into what the code before stamp codes wrote."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute("DROP TRIGGER events_no_update")
+        for code, label in OLD_STAMPS.items():
+            db.execute("UPDATE events SET stamp = ? WHERE stamp = ?", (label, code))
+        db.execute(
+            "CREATE TRIGGER events_no_update BEFORE UPDATE ON events"
+            " BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+        )
+        db.execute("PRAGMA user_version = 0")
+        db.commit()
+        labels = {row[0] for row in db.execute("SELECT stamp FROM events WHERE stamp IS NOT NULL")}
+        assert labels == set(OLD_STAMPS.values()), "every stamp is a label again"
+    finally:
+        db.close()
+
+
+def test_a_ledger_with_label_stamps_reads_as_its_rebuild(
+    root: Path, run: Invoke, history: int
+) -> None:
+    """A ledger written before stamp codes is migrated on opening to what rebuild gives."""
+    statuses = status_views(run)
+    with_label_stamps(ledger_path(root))
+
+    assert status_views(run) == statuses, "status shows the labels as before"
+    forms, events = read_ledger(ledger_path(root))
+    assert {e["stamp"] for e in events if e["stamp"]} == set(Stamp)
+    assert run("rebuild", now=LATER).exit_code == 0
+    assert read_ledger(ledger_path(root)) == (forms, events)
     assert status_views(run) == statuses
 
 

@@ -6,13 +6,11 @@ import pytest
 from refundflow.calendar import WorkCalendar
 from refundflow.config import Config
 from refundflow.routing import (
-    STAMP_CUSTOMER,
-    STAMP_FINANCE,
-    STAMP_FINANCE_FEEDBACK,
-    STAMP_TECH,
+    Stamp,
     Step,
     fill_was_late,
     next_step,
+    stamp_label,
     step_deadline,
 )
 
@@ -23,7 +21,7 @@ NO = "不同意"
 @pytest.mark.parametrize(
     ("step", "approvals", "amount", "to_step", "to_role", "stamp"),
     [
-        pytest.param(Step.NEW, {"cs": OK}, "100", Step.AT_TECH, "tech", STAMP_TECH, id="new"),
+        pytest.param(Step.NEW, {"cs": OK}, "100", Step.AT_TECH, "tech", Stamp.TECH, id="new"),
         pytest.param(
             Step.AT_TECH, {"tech": OK}, "100", Step.TECH_VERIFIED, "cs", None, id="tech-agrees"
         ),
@@ -36,7 +34,7 @@ NO = "不同意"
             "100",
             Step.AT_CASHIER,
             "cashier",
-            STAMP_FINANCE,
+            Stamp.FINANCE,
             id="duty-lead-forwards",
         ),
         pytest.param(
@@ -54,7 +52,7 @@ NO = "不同意"
             "100",
             Step.FINANCE_RETURNED,
             "cs",
-            STAMP_FINANCE_FEEDBACK,
+            Stamp.FINANCE_FEEDBACK,
             id="cashier-returns",
         ),
         pytest.param(
@@ -72,7 +70,7 @@ NO = "不同意"
             "100",
             Step.REFUNDED,
             "cs",
-            STAMP_FINANCE_FEEDBACK,
+            Stamp.FINANCE_FEEDBACK,
             id="director-refunds-small-amount",
         ),
         pytest.param(
@@ -90,7 +88,7 @@ NO = "不同意"
             "10000",
             Step.FINANCE_RETURNED,
             "cs",
-            STAMP_FINANCE_FEEDBACK,
+            Stamp.FINANCE_FEEDBACK,
             id="director-returns",
         ),
         pytest.param(
@@ -99,7 +97,7 @@ NO = "不同意"
             "20000",
             Step.REFUNDED,
             "cs",
-            STAMP_FINANCE_FEEDBACK,
+            Stamp.FINANCE_FEEDBACK,
             id="president-agrees",
         ),
         pytest.param(
@@ -108,7 +106,7 @@ NO = "不同意"
             "20000",
             Step.FINANCE_RETURNED,
             "cs",
-            STAMP_FINANCE_FEEDBACK,
+            Stamp.FINANCE_FEEDBACK,
             id="president-returns",
         ),
         pytest.param(
@@ -117,7 +115,7 @@ NO = "不同意"
             "100",
             Step.AT_ADMIN,
             "admin",
-            STAMP_CUSTOMER,
+            Stamp.CUSTOMER,
             id="customer-told-of-refund",
         ),
         pytest.param(
@@ -126,7 +124,7 @@ NO = "不同意"
             "100",
             Step.AT_ADMIN,
             "admin",
-            STAMP_CUSTOMER,
+            Stamp.CUSTOMER,
             id="customer-told-of-refusal",
         ),
         pytest.param(
@@ -135,7 +133,7 @@ NO = "不同意"
             "100",
             Step.AT_ADMIN,
             "admin",
-            STAMP_CUSTOMER,
+            Stamp.CUSTOMER,
             id="customer-told-of-return",
         ),
         pytest.param(Step.AT_ADMIN, {"admin": OK}, "100", Step.CLOSED, None, None, id="closed"),
@@ -195,3 +193,20 @@ def test_step_deadlines(step: Step, due: dt.datetime | None) -> None:
 )
 def test_ten_minute_fill_limit(minutes: int, late: bool) -> None:
     assert fill_was_late(T0, T0 + dt.timedelta(minutes=minutes), Config()) is late
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        pytest.param("submitted_to_tech", "提交技术部时间", id="tech"),
+        pytest.param("submitted_to_finance", "提交财务时间", id="finance"),
+        pytest.param("finance_feedback", "财务反馈时间", id="finance-feedback"),
+        pytest.param("customer_feedback", "反馈用户时间", id="customer"),
+        pytest.param(None, None, id="no-stamp"),
+        pytest.param("written_by_a_later_version", "written_by_a_later_version", id="unknown"),
+    ],
+)
+def test_a_stored_stamp_code_is_shown_by_its_column_label(
+    stored: str | None, shown: str | None
+) -> None:
+    assert stamp_label(stored) == shown

@@ -36,12 +36,8 @@ from .ledger import (
     EventRow,
     FormRow,
     Ledger,
-    copy_breaches,
-    forms_active_since,
-    mark_alerted,
-    record_breach,
 )
-from .routing import STAMP_FINANCE, STEP_NAMES, WAITING_ON, Step
+from .routing import STEP_NAMES, WAITING_ON, Stamp, Step
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +128,7 @@ def spans(
             due = e.at + dt.timedelta(minutes=limits.forward_minutes)
             out.append(Span(BreachKind.FORWARD, e.at, due, done))
             break
-    finance = next((e for e in moves if e.stamp == STAMP_FINANCE), None)
+    finance = next((e for e in moves if e.stamp == Stamp.FINANCE), None)
     if finance is not None:
         due = finance.at + dt.timedelta(hours=limits.finance_hours)
         out.append(
@@ -212,13 +208,12 @@ class BreachChecker:
         """Record every breach not yet recorded; returns the new ones (each logged once)."""
         since = self._since or now - dt.timedelta(days=FIRST_CHECK_DAYS)
         new: list[BreachRow] = []
-        for row in forms_active_since(self._ledger, since):
+        for row in self._ledger.forms_active_since(since):
             events = self._ledger.events(row.form_no)
             for b in find_breaches(
                 row, events, now=now, config=self._config, calendar=self._calendar
             ):
-                recorded = record_breach(
-                    self._ledger,
+                recorded = self._ledger.breaches.record(
                     form_no=b.form_no,
                     kind=b.kind,
                     started=b.started,
@@ -245,7 +240,7 @@ def restore_after_rebuild(
     every alert of the past again because its ledger was rebuilt.
     """
     if backup is not None:
-        copy_breaches(ledger, backup)
+        ledger.breaches.copy_from(backup)
     checker = BreachChecker(ledger, config, since=dt.datetime.min)  # every form
     for breach in checker.check(now):
-        mark_alerted(ledger, breach.id, breach.detected_at)
+        ledger.breaches.mark_alerted(breach.id, breach.detected_at)

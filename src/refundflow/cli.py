@@ -23,7 +23,7 @@ import click
 from .calendar import Month, WorkCalendar
 from .config import CONFIG_FILE, ROLE_NAMES, load_config
 from .errors import RefundflowError, storage_error
-from .ledger import Ledger, breaches, iso
+from .ledger import Ledger
 from .ledgercheck import open_ledger
 from .monthend import ReportFiles, late_tables, produce, produce_due
 from .processor import Outcome, Processor, Result
@@ -33,6 +33,7 @@ from .status import (
     FormStatus,
     StatusFilter,
     form_status,
+    history_json,
     overdue_text,
     readable_detail,
     returned_new_forms,
@@ -648,24 +649,11 @@ def _show_form(
         now=now,
         config=workspace.config,
         calendar=WorkCalendar(workspace.config),
-        recorded=breaches(ledger, form_no),
+        recorded=ledger.breaches.recorded(form_no),
     )
     if as_json:
         payload = state.to_json()
-        payload["history"] = [
-            {
-                "at": iso(e.at),
-                "kind": e.kind,
-                "from_step": e.from_step,
-                "to_step": e.to_step,
-                "to_role": e.to_role,
-                "actor": e.actor,
-                "stamp": e.stamp,
-                "file": e.file_name,
-                "detail": e.detail,
-            }
-            for e in events
-        ]
+        payload["history"] = history_json(events)
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     click.echo(f"编号 {row.form_no}  订单号 {row.order_no}  金额 {row.amount or '-'}")

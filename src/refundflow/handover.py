@@ -30,8 +30,8 @@ from .breaches import rule_text, spans, step_at
 from .calendar import WorkCalendar
 from .config import ROLE_NAMES, Config, Shift
 from .errors import Reason, RefundflowError
-from .ledger import EventKind, EventRow, FormRow, Ledger, forms_active_since
-from .routing import STAMP_FINANCE, STEP_NAMES, WAITING_ON, Step
+from .ledger import EventKind, EventRow, FormRow, Ledger
+from .routing import STEP_NAMES, WAITING_ON, Stamp, Step
 from .templates import HANDOVER_WIDTHS, write_handover_template
 from .workspace import Workspace
 
@@ -170,7 +170,7 @@ def handover_content(
     submitted: list[tuple[dt.datetime, str]] = []
     returned: list[tuple[dt.datetime, str]] = []
     # Forms closed before the day began cannot be in any item.
-    for row in forms_active_since(ledger, min(window.start, day_start)):
+    for row in ledger.forms_active_since(min(window.start, day_start)):
         if row.created_at > at:
             continue
         events = ledger.events(row.form_no)
@@ -185,7 +185,7 @@ def handover_content(
             if e.to_step == Step.REFUNDED:
                 who = f"{ROLE_NAMES.get(e.from_role or '', '')} {e.actor or ''}".strip()
                 processed.append((e.at, f"{_facts(row)},处理结果:已退款({who} {e.at:%H:%M})"))
-            if e.stamp == STAMP_FINANCE:
+            if e.stamp == Stamp.FINANCE:
                 now_at = STEP_NAMES[step_at(events, at) or Step.AT_CASHIER]
                 submitted.append((e.at, f"{_facts(row)},{e.at:%H:%M} 提交,目前:{now_at}"))
             if e.to_step == Step.FINANCE_RETURNED:

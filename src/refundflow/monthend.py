@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .calendar import Month, WorkCalendar
 from .errors import StorageError, os_problem
-from .ledger import Ledger, months_with_forms
+from .ledger import Ledger
 from .workspace import Workspace
 
 if TYPE_CHECKING:  # pandas and the writers load only when a month is actually made
@@ -155,7 +155,7 @@ def produce_due(workspace: Workspace, *, now: dt.datetime) -> ReportFiles | None
         return None
     ledger = Ledger(workspace.ledger_path)
     try:
-        months = months_with_forms(ledger)
+        months = ledger.stats.months_with_forms()
     finally:
         ledger.close()
     if month.label not in months:
@@ -173,7 +173,7 @@ def late_tables(workspace: Workspace, *, now: dt.datetime) -> list[str]:
         return []
     ledger = Ledger(workspace.ledger_path)
     try:
-        if month.label not in months_with_forms(ledger):
+        if month.label not in ledger.stats.months_with_forms():
             return []
     finally:
         ledger.close()

@@ -63,7 +63,17 @@ from .layout import (
     TEMPLATE_VERSION,
     VERSION_PROPERTY,
 )
-from .ledger import Delivery, EventKind, FormRow, FormUpdate, Ledger, NewEvent, Receipt
+from .ledger import (
+    Delivery,
+    EventKind,
+    FormRow,
+    FormUpdate,
+    Ledger,
+    NewEvent,
+    NewReceipt,
+    PlannedDelivery,
+    Receipt,
+)
 from .ledgercheck import open_ledger
 from .recovery import release_held_files, remove_partial_writes_of, set_aside_orphans
 from .replies import (
@@ -80,10 +90,10 @@ from .replies import (
 )
 from .routing import (
     FINANCE_ROLES,
-    STAMP_FINANCE,
     STEP_NAMES,
     UNSIGNED_STEPS,
     WAITING_ON,
+    Stamp,
     Step,
     fill_was_late,
     next_step,
@@ -414,7 +424,7 @@ class Processor:
         if not old and self._is_current_copy(row, reading):
             return None
         copies = self.ledger.form_copies(row.form_no)
-        current = shown(Path(copies[0][0]), self.ws.root) if copies else row.form_no
+        current = shown(Path(copies[0].dest), self.ws.root) if copies else row.form_no
         what, hint = replies.stale_copy(
             row.form_no, intake.step, current, token=reading.copy_token, old=old
         )
@@ -565,7 +575,7 @@ class Processor:
             notes = [replies.finance_returned(form.blocks[signed_block].opinion)]
         if intake.resubmitted:
             rounds = 1 + sum(
-                e.kind == EventKind.ACCEPTED and e.stamp == STAMP_FINANCE
+                e.kind == EventKind.ACCEPTED and e.stamp == Stamp.FINANCE
                 for e in self.ledger.events(form_no)
             )
             notes = [replies.resubmitted(rounds)]
@@ -711,28 +721,28 @@ class Processor:
         ``seen`` gives the receipt's size and time; ``identity`` (None when replaying) is what
         the inbox file must still be for it to be taken out.
         """
-        deliveries = []
+        deliveries: list[PlannedDelivery] = []
         for dest, payload in plan.outputs:
             out_sha = sha256(payload)
             kept = archive_path(self.ws.sheets, SENT, plan.event.at, out_sha, dest.name)
             if self.deliverer.enabled:
                 # Not fsynced: outputs can be made again from the received archive (rebuild).
                 kept = write_exclusive(kept, payload)
-            deliveries.append((str(kept.relative_to(self.ws.sheets)), str(dest), out_sha))
+            deliveries.append(
+                PlannedDelivery(str(kept.relative_to(self.ws.sheets)), str(dest), out_sha)
+            )
         if plan.move_to is not None:
             # The received archive copy itself goes to the person: moved, then linked.
-            deliveries.append((str(received.relative_to(self.ws.sheets)), str(plan.move_to), sha))
+            source = str(received.relative_to(self.ws.sheets))
+            deliveries.append(PlannedDelivery(source, str(plan.move_to), sha))
         receipt_id = self.ledger.record(
             event=plan.event,
-            receipt=(
-                path.name,
-                seen.size,
-                seen.mtime_ns,
-                str(received.relative_to(self.ws.sheets)),
+            receipt=NewReceipt(
+                path.name, seen.size, seen.mtime_ns, str(received.relative_to(self.ws.sheets))
             ),
             update=plan.update,
             deliveries=deliveries,
-            sent_shas=[d[2] for d in deliveries] if plan.sent else [],
+            sent_shas=[d.sha for d in deliveries] if plan.sent else [],
         )
         if self.deliverer.enabled:
             self.deliverer.take_away(plan.take_away, plan.event.at)

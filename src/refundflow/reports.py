@@ -23,20 +23,21 @@ from .calendar import Month, WorkCalendar
 from .config import ROLE_NAMES, Config
 from .errors import FormReadError
 from .layout import rc_to_cell
-from .ledger import EventRow, FormRow, Ledger, accepted_events_between, forms_submitted_between
+from .ledger import EventRow, FormRow, Ledger
 from .routing import (
     FINANCE_STEPS,
-    STAMP_CUSTOMER,
-    STAMP_FINANCE,
-    STAMP_FINANCE_FEEDBACK,
-    STAMP_TECH,
+    STAMP_LABELS,
     STEP_NAMES,
     WAITING_ON,
+    Stamp,
     Step,
     step_deadline,
 )
 
-STAMPS = (STAMP_TECH, STAMP_FINANCE, STAMP_FINANCE_FEEDBACK, STAMP_CUSTOMER)
+# The stamp columns, named as the tables name them (the ledger stores the codes).
+STAMPS = tuple(STAMP_LABELS.values())
+FINANCE_SUBMITTED = STAMP_LABELS[Stamp.FINANCE]
+FINANCE_FEEDBACK = STAMP_LABELS[Stamp.FINANCE_FEEDBACK]
 
 # What each step is called in 超时 / 人员 / 汇总: the work done there, not the waiting.
 STEP_WORK: dict[Step, str] = {
@@ -151,8 +152,8 @@ def _refund_row(form: FormRow, events: list[EventRow]) -> dict[str, Any]:
         "当前环节": STEP_NAMES[Step(form.step)],
         "办结时间": form.closed_at,
     }
-    for stamp in STAMPS:
-        row[stamp] = stamps.get(stamp)
+    for code, label in STAMP_LABELS.items():
+        row[label] = stamps.get(code)
     for column, step in (*FINANCE_CHECKS.items(), ("总裁审批", Step.AT_PRESIDENT)):
         event = checks.get(step)
         row[f"{column}人"] = event.actor if event else None
@@ -180,7 +181,7 @@ def _steps_of(
         if not entered.to_step:
             continue
         step = Step(entered.to_step)
-        if entered.stamp == STAMP_FINANCE:
+        if entered.stamp == Stamp.FINANCE:
             finance_since = entered.at
         if step is Step.CLOSED:
             continue
@@ -237,18 +238,18 @@ def _skipped(form: FormRow, events: list[EventRow], config: Config) -> list[str]
     stamps = {e.stamp for e in events if e.stamp}
     reached = {Step(e.to_step) for e in events if e.to_step}
     missing: list[str] = []
-    if events and STAMP_TECH not in stamps:
-        missing.append(STAMP_TECH)
+    if events and Stamp.TECH not in stamps:
+        missing.append(STAMP_LABELS[Stamp.TECH])
     if Step.REFUNDED in reached:
         required = [Step.AT_TECH, Step.TECH_VERIFIED, *FINANCE_STEPS[:3]]
         amount = Decimal(form.amount) if form.amount else None
         if amount is not None and amount >= config.president_threshold:
             required.append(Step.AT_PRESIDENT)
         missing += [STEP_WORK[s] for s in required if s not in left]
-        if STAMP_FINANCE not in stamps:
-            missing.append(STAMP_FINANCE)
-    if (Step.AT_ADMIN in reached or Step.CLOSED in reached) and STAMP_CUSTOMER not in stamps:
-        missing.append(STAMP_CUSTOMER)
+        if Stamp.FINANCE not in stamps:
+            missing.append(STAMP_LABELS[Stamp.FINANCE])
+    if (Step.AT_ADMIN in reached or Step.CLOSED in reached) and Stamp.CUSTOMER not in stamps:
+        missing.append(STAMP_LABELS[Stamp.CUSTOMER])
     return missing
 
 
@@ -266,9 +267,9 @@ STEP_COLUMNS = (
 
 def collect(ledger: Ledger, month: Month, *, as_of: dt.datetime, config: Config) -> MonthData:
     """Read the month's refunds and their hand-offs from the ledger."""
-    forms = forms_submitted_between(ledger, month.first, month.next_first)
+    forms = ledger.stats.forms_submitted_between(month.first, month.next_first)
     by_form: dict[str, list[EventRow]] = defaultdict(list)
-    for event in accepted_events_between(ledger, month.first, month.next_first):
+    for event in ledger.stats.accepted_events_between(month.first, month.next_first):
         if event.form_no:
             by_form[event.form_no].append(event)
     cal = WorkCalendar(config)
@@ -326,7 +327,7 @@ def cs_table(data: MonthData) -> pd.DataFrame:
 
 def finance_table(data: MonthData) -> pd.DataFrame:
     """财务退单统计表's rows: the refunds submitted to finance, with who checked and when."""
-    r = data.refunds[data.refunds[STAMP_FINANCE].notna()].reset_index(drop=True)
+    r = data.refunds[data.refunds[FINANCE_SUBMITTED].notna()].reset_index(drop=True)
     return pd.DataFrame(
         {
             "序号": range(1, len(r) + 1),
@@ -343,7 +344,7 @@ def finance_table(data: MonthData) -> pd.DataFrame:
                 ]
                 for column in FINANCE_CHECKS
             },
-            "反馈客服": r[STAMP_FINANCE_FEEDBACK],
+            "反馈客服": r[FINANCE_FEEDBACK],
             "备注": r["备注"],
         },
         columns=list(layout.FINANCE_STATS_COLUMNS),

@@ -80,18 +80,42 @@ UNSIGNED_STEPS = frozenset(
     {Step.TECH_VERIFIED, Step.TECH_REFUSED, Step.REFUNDED, Step.FINANCE_RETURNED}
 )
 
-# The columns of 客服退单统计表 that a hand-off fills.
-STAMP_TECH = "提交技术部时间"
-STAMP_FINANCE = "提交财务时间"
-STAMP_FINANCE_FEEDBACK = "财务反馈时间"
-STAMP_CUSTOMER = "反馈用户时间"
+
+class Stamp(StrEnum):
+    """A column of 客服退单统计表 that a hand-off fills (events.stamp).
+
+    The ledger stores the code; people read the column's label (STAMP_LABELS), so rewording
+    a label changes no row already written.
+    """
+
+    TECH = "submitted_to_tech"
+    FINANCE = "submitted_to_finance"
+    FINANCE_FEEDBACK = "finance_feedback"
+    CUSTOMER = "customer_feedback"
+
+
+# In the order of the table's columns.
+STAMP_LABELS: dict[Stamp, str] = {
+    Stamp.TECH: "提交技术部时间",
+    Stamp.FINANCE: "提交财务时间",
+    Stamp.FINANCE_FEEDBACK: "财务反馈时间",
+    Stamp.CUSTOMER: "反馈用户时间",
+}
+
+
+def stamp_label(code: str | None) -> str | None:
+    """The column label of a stored stamp code, as people read it (a code this version does
+    not know, as stored: shown, not a traceback)."""
+    if not code:
+        return None
+    return STAMP_LABELS[Stamp(code)] if code in Stamp.__members__.values() else code
 
 
 @dataclass(frozen=True)
 class Transition:
     to_step: Step
     to_role: str | None  # outbox folder's role; None when the form is closed
-    stamp: str | None
+    stamp: Stamp | None
     signed_block: str | None  # the block whose signer is the actor
 
 
@@ -114,17 +138,17 @@ def next_step(
 
     match step:
         case Step.NEW:
-            return Transition(Step.AT_TECH, "tech", STAMP_TECH, "cs")
+            return Transition(Step.AT_TECH, "tech", Stamp.TECH, "cs")
         case Step.AT_TECH:
             target = Step.TECH_VERIFIED if approved("tech") else Step.TECH_REFUSED
             return Transition(target, "cs", None, "tech")
         case Step.TECH_VERIFIED:
-            return Transition(Step.AT_CASHIER, "cashier", STAMP_FINANCE, None)
+            return Transition(Step.AT_CASHIER, "cashier", Stamp.FINANCE, None)
         case Step.AT_CASHIER | Step.AT_ACCOUNTANT | Step.AT_DIRECTOR | Step.AT_PRESIDENT:
             role = WAITING_ON[step]
             assert role is not None
             if not approved(role):
-                return Transition(Step.FINANCE_RETURNED, "cs", STAMP_FINANCE_FEEDBACK, role)
+                return Transition(Step.FINANCE_RETURNED, "cs", Stamp.FINANCE_FEEDBACK, role)
             if step is Step.AT_CASHIER:
                 return Transition(Step.AT_ACCOUNTANT, "accountant", None, role)
             if step is Step.AT_ACCOUNTANT:
@@ -135,11 +159,11 @@ def next_step(
                 and (amount >= config.president_threshold)
             ):
                 return Transition(Step.AT_PRESIDENT, "president", None, role)
-            return Transition(Step.REFUNDED, "cs", STAMP_FINANCE_FEEDBACK, role)
+            return Transition(Step.REFUNDED, "cs", Stamp.FINANCE_FEEDBACK, role)
         case Step.FINANCE_RETURNED if resubmitted:
-            return Transition(Step.AT_CASHIER, "cashier", STAMP_FINANCE, "cs")
+            return Transition(Step.AT_CASHIER, "cashier", Stamp.FINANCE, "cs")
         case Step.TECH_REFUSED | Step.REFUNDED | Step.FINANCE_RETURNED:
-            return Transition(Step.AT_ADMIN, "admin", STAMP_CUSTOMER, None)
+            return Transition(Step.AT_ADMIN, "admin", Stamp.CUSTOMER, None)
         case Step.AT_ADMIN:
             return Transition(Step.CLOSED, None, None, "admin")
     raise ValueError(f"no step after {step}")

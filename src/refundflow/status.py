@@ -16,9 +16,8 @@ from .breaches import BREACH_NAMES, BreachKind, describe, earliest_open, rule_te
 from .calendar import Month, WorkCalendar
 from .config import ROLE_NAMES, UNCHECKED_SIGNER, Config
 from .errors import Reason
-from .ledger import BreachRow, EventRow, FormRow, Ledger, ReturnedNew, breaches, iso
-from .ledger import returned_new_forms as _returned_new_forms
-from .routing import FINANCE_STEPS, STAMP_FINANCE, STEP_NAMES, Step, step_deadline
+from .ledger import BreachRow, EventRow, FormRow, Ledger, ReturnedNew, iso
+from .routing import FINANCE_STEPS, STEP_NAMES, Stamp, Step, stamp_label, step_deadline
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def form_status(
     """
     step = Step(row.step)
     finance_since = next(
-        (e.at for e in reversed(events) if e.kind == "accepted" and e.stamp == STAMP_FINANCE),
+        (e.at for e in reversed(events) if e.kind == "accepted" and e.stamp == Stamp.FINANCE),
         None,
     )
     deadline = step_deadline(
@@ -120,6 +119,24 @@ def form_status(
         overdue_minutes=math.ceil((now - due).total_seconds() / 60) if due and now > due else 0,
         closed_at=row.closed_at,
     )
+
+
+def history_json(events: Sequence[EventRow]) -> list[dict[str, object]]:
+    """A form's events for ``status FORM_NO --json``; a stamp by its column's label."""
+    return [
+        {
+            "at": iso(e.at),
+            "kind": e.kind,
+            "from_step": e.from_step,
+            "to_step": e.to_step,
+            "to_role": e.to_role,
+            "actor": e.actor,
+            "stamp": stamp_label(e.stamp),
+            "file": e.file_name,
+            "detail": e.detail,
+        }
+        for e in events
+    ]
 
 
 def overdue_text(minutes: int) -> str:
@@ -179,14 +196,14 @@ def select_forms(
             now=now,
             config=config,
             calendar=calendar,
-            recorded=breaches(ledger, row.form_no),
+            recorded=ledger.breaches.recorded(row.form_no),
         )
         chosen.append(state)
     return chosen
 
 
 def _submitted(row: FormRow) -> str:
-    """提交日期 as the monthly tables take it (ledger._SUBMITTED): the 时间 beside 提交人,
+    """提交日期 as the monthly tables take it (ledger.stats._SUBMITTED): the 时间 beside 提交人,
     else when it was reported, else when it was received."""
     moment = row.snapshot.get("submitted_at") or iso(row.reported_at) or iso(row.created_at)
     return moment or ""
@@ -209,7 +226,7 @@ def returned_new_forms(ledger: Ledger, *, config: Config, which: StatusFilter) -
         return []
     if which.person is not None and which.person not in config.roster.get("cs", ()):
         return []
-    found = [r for r in _returned_new_forms(ledger) if Path(r.dest).is_file()]
+    found = [r for r in ledger.returned_new_forms() if Path(r.dest).is_file()]
     if which.month is not None:
         found = [r for r in found if r.at.strftime("%Y-%m") == which.month.label]
     return found
@@ -224,7 +241,7 @@ def open_forms(ledger: Ledger, *, now: dt.datetime, config: Config) -> list[Form
             now=now,
             config=config,
             calendar=calendar,
-            recorded=breaches(ledger, row.form_no),
+            recorded=ledger.breaches.recorded(row.form_no),
         )
         for row in ledger.open_forms()
     ]

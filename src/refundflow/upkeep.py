@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .alerts import run_alert
 from .board import StatusBoard
 from .breaches import BreachChecker
-from .ledger import BreachRow, Ledger, mark_alerted, unalerted_breaches
+from .ledger import BreachRow, Ledger
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -87,12 +87,12 @@ class Upkeep:
         config = self._workspace.config
         try:
             with self._busy:
-                pending = unalerted_breaches(self._ledger)
+                pending = self._ledger.breaches.unalerted()
             for breach in pending:
                 run_alert(breach, config)
                 # Marked whatever the result: a broken command must not repeat every pass.
                 with self._busy:
-                    mark_alerted(self._ledger, breach.id, now)
+                    self._ledger.breaches.mark_alerted(breach.id, now)
         except Exception:
             log.exception("alerting breaches failed; trying again on the next pass")
 
