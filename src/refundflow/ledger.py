@@ -102,7 +102,8 @@ CREATE TABLE IF NOT EXISTS meta (
 -- Each time limit of the procedure a form overran (see breaches.py): recorded once, when it is
 -- first seen, whether or not the step is done later, with the role the form waited on, so
 -- administration's 绩效登记 and the monthly 超时 sheet can rely on it. alerted_at is set once the
--- configured alert command has been run for it (NULL: not yet).
+-- configured alert command has been run for it (NULL: not yet). Once per limit and start: a
+-- form finance returned and customer service resubmitted runs finance's 12 hours again.
 CREATE TABLE IF NOT EXISTS breaches (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     form_no     TEXT NOT NULL,
@@ -113,7 +114,7 @@ CREATE TABLE IF NOT EXISTS breaches (
     step        TEXT NOT NULL,             -- the form's step when it fell due
     detected_at TEXT NOT NULL,
     alerted_at  TEXT,
-    UNIQUE (form_no, kind)
+    UNIQUE (form_no, kind, started)
 );
 CREATE INDEX IF NOT EXISTS breaches_unalerted ON breaches(id) WHERE alerted_at IS NULL;
 """
@@ -250,6 +251,7 @@ class Ledger:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(SCHEMA)
                 self._migrate()
+                self._migrate_breaches()
             except BaseException:
                 self._db.close()
                 raise
@@ -279,6 +281,26 @@ class Ledger:
             db.execute(f"INSERT INTO forms ({kept}) SELECT {kept} FROM forms_before_migration")
             db.execute("DROP TABLE forms_before_migration")
             db.execute("CREATE INDEX IF NOT EXISTS forms_order ON forms(order_no, created_at)")
+
+    def _migrate_breaches(self) -> None:
+        """Breaches were once UNIQUE per form and kind, so a resubmitted form's second finance
+        cycle could never be recorded late; they are now unique per form, kind and start."""
+        (sql,) = self._db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'breaches'"
+        ).fetchone()
+        if "UNIQUE (form_no, kind, started)" in sql:
+            return
+        with self.transaction() as db:
+            db.execute("ALTER TABLE breaches RENAME TO breaches_before_migration")
+            db.execute("DROP INDEX IF EXISTS breaches_unalerted")
+            create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS breaches") :]
+            db.execute(create[: create.index(");") + 2])
+            db.execute("INSERT INTO breaches SELECT * FROM breaches_before_migration ORDER BY id")
+            db.execute("DROP TABLE breaches_before_migration")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS breaches_unalerted ON breaches(id)"
+                " WHERE alerted_at IS NULL"
+            )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -684,7 +706,8 @@ def record_breach(
     step: str,
     detected_at: dt.datetime,
 ) -> BreachRow | None:
-    """Record a breach once; the new row, or None when this form's breach was already known."""
+    """Record a breach once; the new row, or None when this form's breach of this limit,
+    started at ``started``, was already known."""
     with ledger.transaction() as db:
         cur = db.execute(
             "INSERT OR IGNORE INTO breaches (form_no, kind, started, due, waited_on, step,"
