@@ -131,6 +131,9 @@ class EventKind(StrEnum):
     RETURNED = "returned"  # a form with problems went back to whoever must fix them
     REJECTED = "rejected"  # not a form we can take: outbox/rejected/ with a reason
     DUPLICATE = "duplicate"  # the very same bytes again
+    # A filled shift handover sheet (no form number; see handover_intake.py):
+    HANDOVER_ACCEPTED = "handover_accepted"  # checked and sent on to the next shift
+    HANDOVER_RETURNED = "handover_returned"  # back to customer service with its problems
 
 
 def iso(moment: dt.datetime | None) -> str | None:
