@@ -286,3 +286,24 @@ def test_watch_sends_back_a_sheet_breaking_a_rule(root: Path, run: Invoke, tmp_p
         assert wait_until(lambda: (root / "outbox" / "cs" / RETURNED).is_file()), watch.describe()
         reports = watch.reports_when(1)
     assert reports == [f"[已退回] {SHEET}: 客服部值班交接单退回客服部:1 个问题"]
+
+
+def test_status_lists_the_days_handover_sheets_and_what_became_of_them(
+    root: Path, run: Invoke
+) -> None:
+    good = filled_sheet(root, run)
+    drop(root, SHEET, good)
+    assert run("process", now="2026-11-23 17:05").exit_code == 0
+    drop(root, "第二张.xlsx", fill_form(good, {"taken_by": "张三"}))
+    assert run("process", now="2026-11-23 17:06").exit_code == 0
+    lines = run("status", now="2026-11-23 17:30").output.splitlines()
+    assert lines[lines.index("今天收到的值班交接单(2 张):") :] == [
+        "今天收到的值班交接单(2 张):",
+        f"  17:05 {SHEET}:已核对,交给接班人员 outbox/cs/{ACCEPTED}",
+        "  17:06 第二张.xlsx:退回客服部(接交人:接交人与交接人是同一人) outbox/cs/第二张-退回.xlsx",
+    ]
+    assert "今天收到的值班交接单" not in run("status", now="2026-11-24 08:00").output
+    assert (
+        "今天收到的值班交接单"
+        not in run("status", "--role", "技术部", now="2026-11-23 17:30").output
+    )

@@ -49,7 +49,7 @@ from .forms import (
     _workbook_part,
 )
 from .handover_check import HandoverProblem, check_handover
-from .ledger import EventKind, NewEvent
+from .ledger import EventKind, Ledger, NewEvent, iso
 from .replies import RETURN_HEADER
 from .xlsxpatch import Patch, apply_patch
 
@@ -297,3 +297,49 @@ def _plan_return(
         ),
         take_away=earlier,
     )
+
+
+# ---- what `status` says of the day's sheets -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandoverReceived:
+    """A handover sheet received (and answered) on the day `status` looks at."""
+
+    at: dt.datetime
+    file_name: str
+    accepted: bool
+    dest: str | None  # where the person finds the answer (outbox/cs/…)
+    detail: str | None  # accepted: day, shift and people; returned: each problem
+
+
+def handovers_received(ledger: Ledger, day: dt.date) -> list[HandoverReceived]:
+    """The handover sheets received on ``day``, in order, with the copy each was answered by.
+
+    One read of the events of that day (the ``at`` column is ISO text: a range on it); the
+    first delivery of each is its copy in ``outbox/cs/`` (the filed copy comes second).
+    """
+    start = dt.datetime.combine(day, dt.time())
+    rows = ledger._db.execute(  # module-level, like ledger.py's queries: Ledger is being split
+        "SELECT e.id, e.at, e.kind, e.file_name, e.detail, d.dest FROM events e"
+        " LEFT JOIN receipts r ON r.event_id = e.id"
+        " LEFT JOIN deliveries d ON d.receipt_id = r.id"
+        " WHERE e.at >= ? AND e.at < ? AND e.kind IN (?, ?) ORDER BY e.id, d.id",
+        (
+            iso(start),
+            iso(start + dt.timedelta(days=1)),
+            EventKind.HANDOVER_ACCEPTED,
+            EventKind.HANDOVER_RETURNED,
+        ),
+    ).fetchall()
+    seen: dict[int, HandoverReceived] = {}
+    for r in rows:
+        if r["id"] not in seen:
+            seen[r["id"]] = HandoverReceived(
+                dt.datetime.fromisoformat(r["at"]),
+                r["file_name"],
+                r["kind"] == EventKind.HANDOVER_ACCEPTED,
+                r["dest"],
+                r["detail"],
+            )
+    return list(seen.values())
