@@ -102,7 +102,8 @@ def probe(data: bytes) -> HandoverReading | None:
     except FileRejected:
         return None
     sheets = [name for name, _state in book.sheets]
-    if layout.REFUND_SHEET in sheets or any(f.name in book.names for f in layout.HEADER_FIELDS):
+    refund_names = any(f.name in book.names for f in layout.HEADER_FIELDS)
+    if not sheets or layout.REFUND_SHEET in sheets or refund_names:
         return None
     refs = {
         name: ref
@@ -131,7 +132,8 @@ def _read(
         for name, (s, row, col) in refs.items()
         if s is None or by_folded.get(s.casefold()) == sheet
     }
-    deepest = max((r for r, _ in [*named.values(), *_layout_cells().values()]), default=0)
+    template = {name: layout.cell_to_rc(cell) for name, cell in layout.HANDOVER_CELLS.items()}
+    deepest = max(r for r, _ in [*named.values(), *template.values()])
     grid = _load_grid(wb, sheet, rows_needed=deepest + 1)
     values: dict[str, str] = {}
     cells: dict[str, str] = {}
@@ -140,23 +142,16 @@ def _read(
         where = named.get(name)
         if where is None:
             # No name (a program dropped it): the template's cell, if its label is beside it.
-            where = _layout_cells()[name]
+            where = template[name]
             label = grid.get(*grid.top_left(where[0], where[1] - 1))
-            if not (isinstance(label, str) and _label_key(label) == _label_key(_label(name))):
-                not_found.append(layout.HANDOVER_LABELS[name])
+            printed = layout.HANDOVER_LABELS[name]
+            if not (isinstance(label, str) and _label_key(label) == _label_key(printed)):
+                not_found.append(printed)
                 continue
         where = grid.top_left(*where)
         cells[name] = layout.rc_to_cell(*where)
         values[name] = _text(grid.get(*where))
     return HandoverReading(sheet, values, cells, tuple(not_found))
-
-
-def _layout_cells() -> dict[str, tuple[int, int]]:
-    return {name: layout.cell_to_rc(cell) for name, cell in layout.HANDOVER_CELLS.items()}
-
-
-def _label(name: str) -> str:
-    return layout.HANDOVER_LABELS[name]
 
 
 def read_handover(path: Path) -> dict[str, str]:
