@@ -307,3 +307,31 @@ def test_status_lists_the_days_handover_sheets_and_what_became_of_them(
         "今天收到的值班交接单"
         not in run("status", "--role", "技术部", now="2026-11-23 17:30").output
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "left"),
+    [
+        pytest.param({}, [ACCEPTED], id="handed-over"),
+        pytest.param({"taken_by": "张三"}, [RETURNED], id="returned"),
+    ],
+)
+def test_sheet_filled_in_its_folder_and_copied_to_inbox_leaves_the_folder(
+    root: Path, run: Invoke, change: dict[str, object], left: list[str]
+) -> None:
+    """Staff fill the sheet where the watcher put it and copy it into inbox/: once answered,
+    outbox/cs/ holds the answer, not the filled copy as well (each folder is a to-do list)."""
+    data = filled_sheet(root, run, change)
+    (root / "outbox" / "cs" / SHEET).write_bytes(data)  # filled in place
+    drop(root, SHEET, data)  # and copied into inbox/
+    assert run("process", now="2026-11-23 17:05").exit_code == 0
+    assert sorted(p.name for p in (root / "outbox" / "cs").iterdir()) == left
+
+
+def test_another_file_of_the_same_name_in_the_folder_is_left_alone(root: Path, run: Invoke) -> None:
+    data = filled_sheet(root, run)
+    (root / "outbox" / "cs" / SHEET).write_bytes(b"someone's own notes")
+    drop(root, SHEET, data)
+    assert run("process", now="2026-11-23 17:05").exit_code == 0
+    assert sorted(p.name for p in (root / "outbox" / "cs").iterdir()) == [ACCEPTED, SHEET]
+    assert (root / "outbox" / "cs" / SHEET).read_bytes() == b"someone's own notes"

@@ -49,6 +49,7 @@ from .forms import (
     _workbook_part,
 )
 from .handover_check import HandoverProblem, check_handover
+from .inboxfile import sha256_of
 from .ledger import EventKind, Ledger, NewEvent, iso
 from .replies import RETURN_HEADER
 from .xlsxpatch import Patch, apply_patch
@@ -217,7 +218,8 @@ def _plan_accept(processor: Processor, intake: _Intake, reading: HandoverReading
     # Only a 退回原因 sheet and our highlights left from an earlier return are taken out.
     copy = apply_patch(intake.content, Patch(sheet=reading.sheet))
     name = accepted_name(values, now)
-    dest = processor.deliverer.free_name(processor.ws.outbox("cs") / name)
+    earlier = _left_in_folder(processor, intake)
+    dest = processor.deliverer.free_name(processor.ws.outbox("cs") / name, reusing=earlier)
     month = f"{sheet_day(values, now):%Y-%m}"
     filed = next(free_names(processor.ws.sheets / FILED / month / name))
     day, shift = values.get("filled_on", ""), values.get("shift", "")
@@ -242,7 +244,20 @@ def _plan_accept(processor: Processor, intake: _Intake, reading: HandoverReading
             f"{layout.HANDOVER_SHEET}({day} {shift})已核对 → 客服部(接班人员)",
             to_role="cs",
         ),
+        take_away=earlier,
     )
+
+
+def _left_in_folder(processor: Processor, intake: _Intake) -> list[tuple[Path, str]]:
+    """The sheet as dropped, if the sender filled it in ``outbox/cs/`` and copied it into
+    ``inbox/``: it goes once the sheet is answered, so the folder stays a to-do list.
+
+    Only the very same bytes (hashed, never opened): any other file of that name is left.
+    """
+    left = processor.ws.outbox("cs") / intake.name
+    if left.is_file() and not left.is_symlink() and sha256_of(left) == intake.sha:
+        return [(left, intake.sha)]
+    return []
 
 
 def _plan_return(
@@ -268,8 +283,7 @@ def _plan_return(
             highlight_cells=marked,
         ),
     )
-    # The sender fixed a returned sheet and left our copy in outbox/cs/: it goes.
-    earlier = processor.deliverer.earlier_copies(None, intake.name, intake.sha, "cs")
+    earlier = _left_in_folder(processor, intake)
     dest = processor.deliverer.free_name(
         processor.ws.outbox("cs") / replies.returned_name(intake.name), reusing=earlier
     )
