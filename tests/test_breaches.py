@@ -277,3 +277,93 @@ def test_a_slow_alert_command_does_not_hold_up_the_files(
         assert [b.alerted_at for b in ledger.breaches.recorded()] == [late]
     finally:
         ledger.close()
+
+
+FINANCE_FIELDS = {
+    f"{role}_{part}": None
+    for role in ("cashier", "accountant", "director", "president")
+    for part in ("opinion", "by", "date", "approval")
+}
+
+
+def _late_in_two_finance_cycles(root: Path, run: Invoke) -> None:
+    """Finance sits over its 12 hours, returns the form; resubmitted, it sits over them again."""
+    _to_finance(root, run, forward="2026-11-23 09:40")  # finance's 12 hours end 21:40
+    refusal = block("cashier", "赵六", dt.datetime(2026, 11, 23, 21, 59), approval="不同意")
+    drop(root, FILE, edit_form(take(root, "cashier", FILE), refusal))
+    assert run("process", now="2026-11-23 22:00").exit_code == 0
+    cleared = {**FINANCE_FIELDS, "cs_date": dt.datetime(2026, 11, 24, 7, 55)}
+    drop(root, FILE, edit_form(take(root, "cs", FILE), cleared))
+    result = run("process", now="2026-11-24 08:00")  # a new cycle: its 12 hours end 20:00
+    assert "财务部出纳" in result.output, result.output
+    assert run("process", now="2026-11-24 20:30").exit_code == 0  # still at the cashier
+
+
+def test_a_resubmitted_form_late_in_both_finance_cycles_gives_two_breaches_and_two_alerts(
+    root: Path, run: Invoke
+) -> None:
+    log = root.parent / "alerts.log"
+    alert_to_file(root, log)
+    _late_in_two_finance_cycles(root, run)
+    # Found by the passes at 22:00 and 20:30 (--now runs on from there: to the minute).
+    assert [(*b[:5], b[5][:16]) for b in recorded(root) if b[1] == "finance"] == [
+        (FORM, "finance", "2026-11-23 21:40", "cashier", "at_cashier", "2026-11-23 22:00"),
+        (FORM, "finance", "2026-11-24 20:00", "cashier", "at_cashier", "2026-11-24 20:30"),
+    ]
+    assert run("process", now="2026-11-24 21:00").exit_code == 0  # alerts nothing again
+    alerted = [line.split(" | ")[0] for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [line for line in alerted if " finance " in line] == [
+        f"{FORM} finance 2026-11-23 21:40 cashier",
+        f"{FORM} finance 2026-11-24 20:00 cashier",
+    ]
+
+
+def test_rebuild_reproduces_the_breach_of_each_finance_cycle_and_alerts_nothing_again(
+    root: Path, run: Invoke
+) -> None:
+    _late_in_two_finance_cycles(root, run)
+    log = root.parent / "alerts.log"
+    alert_to_file(root, log)  # from now on: any alert would be a repeat
+    before = [b[:5] for b in recorded(root)]
+    assert run("rebuild", now="2026-11-24 21:00").exit_code == 0
+    assert [b[:5] for b in recorded(root)] == before
+    assert [b[1:3] for b in before if b[1] == "finance"] == [
+        ("finance", "2026-11-23 21:40"),
+        ("finance", "2026-11-24 20:00"),
+    ]
+    assert run("process", now="2026-11-24 21:05").exit_code == 0
+    assert not log.exists()
+
+
+def test_a_ledger_from_before_the_change_records_the_second_cycle_after_migration(
+    root: Path, run: Invoke
+) -> None:
+    import sqlite3
+
+    _to_finance(root, run, forward="2026-11-23 09:40")
+    refusal = block("cashier", "赵六", dt.datetime(2026, 11, 23, 21, 59), approval="不同意")
+    drop(root, FILE, edit_form(take(root, "cashier", FILE), refusal))
+    assert run("process", now="2026-11-23 22:00").exit_code == 0
+    db = sqlite3.connect(root / "refundsheets" / "ledger.sqlite3")
+    # Put the old table back: one breach per form and kind.
+    db.executescript(
+        """
+        ALTER TABLE breaches RENAME TO b;
+        DROP INDEX IF EXISTS breaches_unalerted;
+        CREATE TABLE breaches (id INTEGER PRIMARY KEY AUTOINCREMENT, form_no TEXT NOT NULL,
+            kind TEXT NOT NULL, started TEXT NOT NULL, due TEXT NOT NULL, waited_on TEXT,
+            step TEXT NOT NULL, detected_at TEXT NOT NULL, alerted_at TEXT,
+            UNIQUE (form_no, kind));
+        INSERT INTO breaches SELECT * FROM b;
+        DROP TABLE b;
+        """
+    )
+    db.close()
+    cleared = {**FINANCE_FIELDS, "cs_date": dt.datetime(2026, 11, 24, 7, 55)}
+    drop(root, FILE, edit_form(take(root, "cs", FILE), cleared))
+    assert run("process", now="2026-11-24 08:00").exit_code == 0
+    assert run("process", now="2026-11-24 20:30").exit_code == 0
+    assert [(b[1], b[2], b[5][:16]) for b in recorded(root) if b[1] == "finance"] == [
+        ("finance", "2026-11-23 21:40", "2026-11-23 22:00"),  # kept through the migration
+        ("finance", "2026-11-24 20:00", "2026-11-24 20:30"),
+    ]

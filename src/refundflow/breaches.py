@@ -15,8 +15,9 @@ overall   上报时间                                     reaches administratio
 
 The spans are computed from the ledger's accepted events, so a breach is found even when the
 late step was done in the same pass that first looks (a forward 92 minutes after technical).
-A breach is recorded once per form and kind (ledger ``breaches``) with the role the form
-waited on when it fell due.
+A breach is recorded once per form, kind and start (ledger ``breaches``) with the role the
+form waited on when it fell due: a form finance returned and customer service resubmitted
+starts finance's 12 hours again, and overrunning them again is a second 财务处理超时.
 """
 
 from __future__ import annotations
@@ -128,8 +129,7 @@ def spans(
             due = e.at + dt.timedelta(minutes=limits.forward_minutes)
             out.append(Span(BreachKind.FORWARD, e.at, due, done))
             break
-    finance = next((e for e in moves if e.stamp == Stamp.FINANCE), None)
-    if finance is not None:
+    for finance in (e for e in moves if e.stamp == Stamp.FINANCE):  # one per finance cycle
         due = finance.at + dt.timedelta(hours=limits.finance_hours)
         out.append(
             Span(BreachKind.FINANCE, finance.at, due, _first(moves, _FINANCE_DONE, finance.at))

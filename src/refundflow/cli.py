@@ -23,6 +23,7 @@ import click
 from .calendar import Month, WorkCalendar
 from .config import CONFIG_FILE, ROLE_NAMES, load_config
 from .errors import RefundflowError, storage_error
+from .handover_intake import HandoverReceived, handovers_received
 from .ledger import Ledger
 from .ledgercheck import open_ledger
 from .monthend import ReportFiles, late_tables, produce, produce_due
@@ -555,6 +556,7 @@ def status(
                 return
             forms = select_forms(ledger, now=now, config=workspace.config, which=which)
             returned = returned_new_forms(ledger, config=workspace.config, which=which)
+            handovers = handovers_received(ledger, now.date()) if which.role in (None, "cs") else []
             pending = ledger.pending_deliveries()
         finally:
             ledger.close()
@@ -581,11 +583,23 @@ def status(
                 f"  {_relative(Path(form.dest), workspace.root)}  {_fmt(form.at)} 退回,"
                 "等待客服部按「退回原因」修改后重新放入 inbox/"
             )
+    if handovers:
+        click.echo(f"今天收到的值班交接单({len(handovers)} 张):")
+        for sheet in handovers:
+            click.echo(f"  {_handover_line(sheet, workspace.root)}")
     stuck = stuck_entries(workspace.inbox)
     if stuck:
         click.echo(f"收件箱中无法处理的文件({len(stuck)} 个):")
         for entry in stuck:
             click.echo(f"  {entry.name}:{entry.cause}")
+
+
+def _handover_line(sheet: HandoverReceived, root: Path) -> str:
+    where = _relative(Path(sheet.dest), root) if sheet.dest else ""
+    if sheet.accepted:
+        return f"{sheet.at:%H:%M} {sheet.file_name}:已核对,交给接班人员 {where}"
+    problems = (sheet.detail or "").replace("\n", ";")
+    return f"{sheet.at:%H:%M} {sheet.file_name}:退回客服部({problems}) {where}"
 
 
 def _state(form: FormStatus) -> str:

@@ -1,22 +1,19 @@
-"""The rules of a filled handover sheet (交接单注意事项, spec §4), over a sheet read back from a
-file. Not yet wired to inbox/ (that waits for the processor's restructure); each problem is a
-Chinese sentence naming the item, what is wrong and how to fix it.
+"""The rules of a filled handover sheet (交接单注意事项, spec §4), over the values of a sheet read
+back from a file (:func:`handover_intake.read_handover`). A sheet dropped in ``inbox/`` is
+checked by them on its way (:mod:`handover_intake`): accepted, it goes to the next shift;
+otherwise it comes back with each problem named. Each problem is a Chinese sentence naming the
+item by its label on the sheet, what is wrong and how to fix it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
-
-import openpyxl
 
 from . import layout
 from .config import Config
-from .handover import input_cell
 from .ledger import Ledger
 
 NOTHING = "无"
@@ -37,27 +34,10 @@ class HandoverProblem:
     item: str  # the item's label on the sheet
     message: str  # 错误: what is wrong
     hint: str  # 处理办法: how to fix it
+    name: str = ""  # the item's defined name on the sheet (where the returned copy marks it)
 
     def __str__(self) -> str:
         return f"{self.item}:错误:{self.message} 处理办法:{self.hint}"
-
-
-def read_handover(path: Path) -> dict[str, str]:
-    """The sheet's items as text, found by their defined names (dates as YYYY-MM-DD, empty
-    as '')."""
-    wb = openpyxl.load_workbook(path, read_only=False, data_only=True)
-    try:
-        ws = wb[layout.HANDOVER_SHEET]
-        values: dict[str, str] = {}
-        for name in layout.HANDOVER_CELLS:
-            value = ws[input_cell(wb, name)].value
-            if isinstance(value, dt.datetime | dt.date):
-                values[name] = f"{value:%Y-%m-%d}"
-            else:
-                values[name] = "" if value is None else str(value).strip()
-        return values
-    finally:
-        wb.close()
 
 
 def _entries(text: str) -> list[str]:
@@ -83,7 +63,7 @@ def check_handover(
     problems: list[HandoverProblem] = []
 
     def problem(name: str, message: str, hint: str) -> None:
-        problems.append(HandoverProblem(labels[name], message, hint))
+        problems.append(HandoverProblem(labels[name], message, hint, name))
 
     for name in REQUIRED:
         if not values.get(name, "").strip():

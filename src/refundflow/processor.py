@@ -32,7 +32,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
-from . import replies
+from . import handover_intake, replies
 from .archive import (
     RECEIVED,
     SENT,
@@ -356,6 +356,7 @@ class Processor:
         try:
             return (
                 self.check_kind(intake)
+                or self.check_other_document(intake)
                 or self.read(intake, while_reading)
                 or self.check_closed(intake)
                 or self.check_foreign_number(intake)
@@ -373,6 +374,17 @@ class Processor:
         if sniffed.accepted:
             return None
         return self._reject(intake, sniffed.description, sniffed.hint, sniffed.reason)
+
+    def check_other_document(self, intake: _Intake) -> _Plan | None:
+        """Our other documents take their own path: a filled handover sheet is checked and
+        handed to the next shift (handover_intake.py). Anything else goes on to ``read``."""
+        try:
+            handover = self.pool.run(handover_intake.probe, intake.data)
+        except FileRejected as exc:
+            return self._reject(intake, exc.message, exc.hint, exc.reason)
+        if handover is None:
+            return None
+        return handover_intake.plan(self, intake, handover)
 
     def read(self, intake: _Intake, while_reading: Callable[[], object] | None) -> _Plan | None:
         """Read the form in the sandboxed worker; find what the ledger knows of its number."""

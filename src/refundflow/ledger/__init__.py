@@ -18,6 +18,7 @@ Modules:
 from .breachlog import BreachLog, BreachRow
 from .failures import ledger_error, ledger_errors, rebuild_hint
 from .rows import (
+    AnsweredFile,
     Delivery,
     EventKind,
     EventRow,
@@ -37,6 +38,7 @@ from .stats import StatsQueries
 from .store import Ledger
 
 __all__ = [
+    "AnsweredFile",
     "BreachLog",
     "BreachRow",
     "Delivery",

@@ -56,7 +56,8 @@ class BreachLog:
         step: str,
         detected_at: dt.datetime,
     ) -> BreachRow | None:
-        """Record a breach once; the new row, or None when this form's breach was already known."""
+        """Record a breach once; the new row, or None when this form's breach of this limit,
+        started at ``started``, was already known."""
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO breaches (form_no, kind, started, due, waited_on, step,"

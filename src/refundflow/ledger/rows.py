@@ -17,6 +17,9 @@ class EventKind(StrEnum):
     RETURNED = "returned"  # a form with problems went back to whoever must fix them
     REJECTED = "rejected"  # not a form we can take: outbox/rejected/ with a reason
     DUPLICATE = "duplicate"  # the very same bytes again
+    # A filled shift handover sheet (no form number; see handover_intake.py):
+    HANDOVER_ACCEPTED = "handover_accepted"  # checked and sent on to the next shift
+    HANDOVER_RETURNED = "handover_returned"  # back to customer service with its problems
 
 
 def iso(moment: dt.datetime | None) -> str | None:
@@ -157,6 +160,17 @@ class ReturnedNew:
     at: dt.datetime
     file_name: str  # the name it was dropped under
     dest: str  # the returned copy, with its 退回原因 sheet
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class AnsweredFile:
+    """A received file of some kind of event, and where its answer went first."""
+
+    at: dt.datetime
+    kind: str
+    file_name: str
+    dest: str | None
     detail: str | None
 
 

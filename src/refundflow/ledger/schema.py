@@ -93,7 +93,8 @@ CREATE TABLE IF NOT EXISTS meta (
 -- Each time limit of the procedure a form overran (see breaches.py): recorded once, when it is
 -- first seen, whether or not the step is done later, with the role the form waited on, so
 -- administration's 绩效登记 and the monthly 超时 sheet can rely on it. alerted_at is set once the
--- configured alert command has been run for it (NULL: not yet).
+-- configured alert command has been run for it (NULL: not yet). Once per limit and start: a
+-- form finance returned and customer service resubmitted runs finance's 12 hours again.
 CREATE TABLE IF NOT EXISTS breaches (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     form_no     TEXT NOT NULL,
@@ -104,7 +105,7 @@ CREATE TABLE IF NOT EXISTS breaches (
     step        TEXT NOT NULL,             -- the form's step when it fell due
     detected_at TEXT NOT NULL,
     alerted_at  TEXT,
-    UNIQUE (form_no, kind)
+    UNIQUE (form_no, kind, started)
 );
 CREATE INDEX IF NOT EXISTS breaches_unalerted ON breaches(id) WHERE alerted_at IS NULL;
 """
@@ -135,6 +136,7 @@ def create_and_migrate(db: sqlite3.Connection, transaction: Transaction) -> None
     db.executescript(SCHEMA)
     _order_may_repeat(db, transaction)
     _stamps_as_codes(db, transaction)
+    _breach_per_cycle(db, transaction)
 
 
 def _statement(head: str) -> str:
@@ -186,3 +188,22 @@ def _stamps_as_codes(db: sqlite3.Connection, transaction: Transaction) -> None:
         )
         db.execute(_statement("CREATE TRIGGER IF NOT EXISTS events_no_update"))
         db.execute(f"PRAGMA user_version = {STAMP_CODES_VERSION}")
+
+
+def _breach_per_cycle(db: sqlite3.Connection, transaction: Transaction) -> None:
+    """Breaches were once UNIQUE per form and kind, so a resubmitted form's second finance
+    cycle could never be recorded late; they are now unique per form, kind and start."""
+    (sql,) = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'breaches'"
+    ).fetchone()
+    if "UNIQUE (form_no, kind, started)" in sql:
+        return
+    with transaction() as db:
+        db.execute("ALTER TABLE breaches RENAME TO breaches_before_migration")
+        db.execute("DROP INDEX IF EXISTS breaches_unalerted")
+        db.execute(_statement("CREATE TABLE IF NOT EXISTS breaches"))
+        db.execute("INSERT INTO breaches SELECT * FROM breaches_before_migration ORDER BY id")
+        db.execute("DROP TABLE breaches_before_migration")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS breaches_unalerted ON breaches(id) WHERE alerted_at IS NULL"
+        )

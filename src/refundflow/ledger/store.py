@@ -17,6 +17,7 @@ from ..archive import next_sequence
 from .breachlog import BreachLog
 from .failures import ledger_errors
 from .rows import (
+    AnsweredFile,
     Delivery,
     EventRow,
     FormRow,
@@ -193,6 +194,26 @@ class Ledger:
             ReturnedNew(dt.datetime.fromisoformat(r["at"]), r["file_name"], r["dest"], r["detail"])
             for r in rows
         ]
+
+    def answered_between(
+        self, kinds: tuple[str, ...], start: dt.datetime, end: dt.datetime
+    ) -> list[AnsweredFile]:
+        """Files answered by events of ``kinds`` in [start, end), in order, each with its first
+        delivery (one read: ``at`` is ISO text, so the range uses the events index)."""
+        marks = ", ".join("?" for _ in kinds)
+        rows = self._db.execute(
+            "SELECT e.id, e.at, e.kind, e.file_name, e.detail, d.dest FROM events e"
+            " LEFT JOIN receipts r ON r.event_id = e.id"
+            " LEFT JOIN deliveries d ON d.receipt_id = r.id"
+            f" WHERE e.at >= ? AND e.at < ? AND e.kind IN ({marks}) ORDER BY e.id, d.id",
+            (iso(start), iso(end), *kinds),
+        ).fetchall()
+        seen: dict[int, AnsweredFile] = {}
+        for r in rows:
+            if r["id"] not in seen:
+                at = dt.datetime.fromisoformat(r["at"])
+                seen[r["id"]] = AnsweredFile(at, r["kind"], r["file_name"], r["dest"], r["detail"])
+        return list(seen.values())
 
     def receipts_for(self, sha: str) -> list[Receipt]:
         rows = self._db.execute("SELECT * FROM receipts WHERE sha = ? ORDER BY id", (sha,))

@@ -1,0 +1,333 @@
+"""A filled shift handover sheet (客服部值班交接单) dropped in ``inbox/``: read, checked, routed.
+
+The processor asks the sandboxed worker :func:`probe` before it reads a refund form. The probe
+looks at ``workbook.xml`` only (sheet names and defined names, no cell is read) and answers
+None for anything that is not our handover sheet, so a refund form goes on exactly as before.
+For a handover sheet it reads the items with python-calamine by the template's defined names
+(the layout's cells where a program dropped the names, if the printed labels are beside them):
+the parent never opens the untrusted zip to read it, and openpyxl is not needed.
+
+:func:`plan` then checks the items by the rules of :mod:`handover_check`:
+
+* accepted: a copy goes to ``outbox/cs/`` for the next shift, named by its date and shift
+  (``客服部值班交接单-2026-11-23-白班-已交接.xlsx``), and one is filed under
+  ``refundsheets/交接单/YYYY-MM/``; a 退回原因 sheet left from an earlier return is removed;
+* rules broken: it comes back to ``outbox/cs/`` with a 退回原因 sheet listing each problem (item,
+  cell, what is wrong, how to fix it) and the items' cells highlighted, as refund forms do;
+* a sheet whose items are not where the current template has them (an old or a home-made
+  layout) is answered in ``outbox/rejected/``, naming what could not be found.
+
+Every outcome is an event of the ledger (:data:`EventKind.HANDOVER_ACCEPTED` /
+:data:`EventKind.HANDOVER_RETURNED`, no form number) with its receipt, like any dropped file,
+so ``rebuild`` replays it to the same outcome and delivers nothing again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import python_calamine as calamine
+
+from . import layout, replies
+from .archive import free_names, safe_name, sha256
+from .errors import FileRejected, Reason
+from .forms import (
+    _CALAMINE_ERRORS,
+    _calamine_failure,
+    _label_key,
+    _load_grid,
+    _open_zip,
+    _parse_ref,
+    _parse_workbook,
+    _parse_xml,
+    _read_part,
+    _workbook_part,
+)
+from .handover_check import HandoverProblem, check_handover
+from .inboxfile import sha256_of
+from .ledger import EventKind, Ledger, NewEvent
+from .replies import RETURN_HEADER
+from .xlsxpatch import Patch, apply_patch
+
+if TYPE_CHECKING:
+    from .processor import Processor, _Intake, _Plan
+
+FILED = "交接单"  # refundsheets/交接单/YYYY-MM/: every accepted sheet
+ACCEPTED_SUFFIX = "已交接"
+# Bounded like the refund form's reader: our workbook.xml is a few KB.
+_MAX_WORKBOOK_XML = 4 << 20
+TEMPLATE_HINT = (
+    f"请用 outbox/cs/ 中系统生成的{layout.HANDOVER_SHEET}"
+    f"(或 templates/{layout.HANDOVER_TEMPLATE_FILE})填写后重新放入 inbox 文件夹"
+)
+
+
+@dataclass(frozen=True)
+class HandoverReading:
+    """What the worker read of a handover sheet (picklable: it comes back through a pipe)."""
+
+    sheet: str  # the sheet's name in workbook.xml
+    values: dict[str, str]  # defined name -> the item as text ('' when empty)
+    cells: dict[str, str]  # defined name -> the cell it was read from
+    not_found: tuple[str, ...] = ()  # labels of items not where the current template has them
+
+
+def _text(value: object) -> str:
+    """An item as text: dates as YYYY-MM-DD, whole numbers without '.0', empty as ''."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime | dt.date):
+        return f"{value:%Y-%m-%d}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def probe(data: bytes) -> HandoverReading | None:
+    """Runs in the sandboxed worker. None unless ``data`` is our handover sheet.
+
+    Recognised by its sheet (客服部值班交接单) or by at least half of its items' defined names;
+    a workbook with a refund form's sheet or names is never one. A file that cannot be
+    opened is not ours to answer here: the refund path answers it as before.
+    """
+    try:
+        zf = _open_zip(data)
+        part = _workbook_part(zf)
+        xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
+        book = _parse_workbook(_parse_xml(xml or b"", part))
+    except FileRejected:
+        return None
+    sheets = [name for name, _state in book.sheets]
+    refund_names = any(f.name in book.names for f in layout.HEADER_FIELDS)
+    if not sheets or layout.REFUND_SHEET in sheets or refund_names:
+        return None
+    refs = {
+        name: ref
+        for name in layout.HANDOVER_NAMES
+        if name in book.names and (ref := _parse_ref(book.names[name])) is not None
+    }
+    if layout.HANDOVER_SHEET not in sheets and len(refs) * 2 < len(layout.HANDOVER_NAMES):
+        return None
+    return _read(data, sheets, refs)
+
+
+def _read(
+    data: bytes, sheets: Sequence[str], refs: dict[str, tuple[str | None, int, int]]
+) -> HandoverReading:
+    """The items, by defined name, else at the template's cell when its label is beside it."""
+    by_folded = {s.casefold(): s for s in sheets}
+    pointed = [by_folded.get((s or "").casefold()) for s, _, _ in refs.values()]
+    sheet = layout.HANDOVER_SHEET if layout.HANDOVER_SHEET in sheets else None
+    sheet = sheet or next((s for s in pointed if s), None) or sheets[0]
+    try:
+        wb = calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except _CALAMINE_ERRORS as exc:
+        raise _calamine_failure(exc) from None
+    named = {
+        name: (row, col)
+        for name, (s, row, col) in refs.items()
+        if s is None or by_folded.get(s.casefold()) == sheet
+    }
+    template = {name: layout.cell_to_rc(cell) for name, cell in layout.HANDOVER_CELLS.items()}
+    deepest = max(r for r, _ in [*named.values(), *template.values()])
+    grid = _load_grid(wb, sheet, rows_needed=deepest + 1)
+    values: dict[str, str] = {}
+    cells: dict[str, str] = {}
+    not_found: list[str] = []
+    for name in layout.HANDOVER_NAMES:
+        where = named.get(name)
+        if where is None:
+            # No name (a program dropped it): the template's cell, if its label is beside it.
+            where = template[name]
+            label = grid.get(*grid.top_left(where[0], where[1] - 1))
+            printed = layout.HANDOVER_LABELS[name]
+            if not (isinstance(label, str) and _label_key(label) == _label_key(printed)):
+                not_found.append(printed)
+                continue
+        where = grid.top_left(*where)
+        cells[name] = layout.rc_to_cell(*where)
+        values[name] = _text(grid.get(*where))
+    return HandoverReading(sheet, values, cells, tuple(not_found))
+
+
+def read_handover(path: Path) -> dict[str, str]:
+    """The sheet's items as text, found by their defined names (dates as YYYY-MM-DD, empty
+    as ''), read in this process: for tests and tools, never for a file from ``inbox/``."""
+    reading = probe(path.read_bytes())
+    if reading is None:
+        what = f"{path.name} 不是{layout.HANDOVER_SHEET}"
+        raise FileRejected(what, reason=Reason.FOREIGN_WORKBOOK)
+    return reading.values
+
+
+# ---- the parent side: what happens to the sheet ------------------------------------------------
+
+
+def sheet_day(values: dict[str, str], now: dt.datetime) -> dt.date:
+    """The day the sheet is for (its 填表时间), or today when that is not a date."""
+    try:
+        return dt.date.fromisoformat(values.get("filled_on", "")[:10])
+    except ValueError:
+        return now.date()
+
+
+def accepted_name(values: dict[str, str], now: dt.datetime) -> str:
+    """What staff see in outbox/cs/: the sheet, its day and its shift, handed over."""
+    shift = values.get("shift", "").strip()
+    day = sheet_day(values, now)
+    return safe_name(f"{layout.HANDOVER_SHEET}-{day:%Y-%m-%d}-{shift}-{ACCEPTED_SUFFIX}.xlsx")
+
+
+def return_title(values: dict[str, str], at: dt.datetime) -> str:
+    """The 退回原因 sheet's first row: which sheet (its day and shift), and when it came back."""
+    which = [layout.HANDOVER_SHEET, values.get("filled_on", ""), values.get("shift", "")]
+    return f"{' '.join(w for w in which if w)} 退回原因(退回时间:{at:%Y-%m-%d %H:%M})"
+
+
+def layout_unknown(not_found: Sequence[str]) -> tuple[str, str]:
+    """Why a sheet of an old or home-made layout is not read, and what to do."""
+    shown = "".join(f"「{label}」" for label in not_found[:6])
+    more = "等" if len(not_found) > 6 else ""
+    return (
+        f"这是{layout.HANDOVER_SHEET},但不是当前模板的格式:找不到{shown}{more}栏目"
+        "(旧版或自制的表格无法核对)",
+        TEMPLATE_HINT,
+    )
+
+
+def plan(processor: Processor, intake: _Intake, reading: HandoverReading) -> _Plan:
+    """Check the sheet and plan its answer: to the next shift, or back with its problems."""
+    if reading.not_found:
+        what, hint = layout_unknown(reading.not_found)
+        return processor._reject(intake, what, hint, Reason.OLD_TEMPLATE)
+    problems = check_handover(reading.values, ledger=processor.ledger, config=processor.config)
+    if problems:
+        return _plan_return(processor, intake, reading, problems)
+    return _plan_accept(processor, intake, reading)
+
+
+def _plan_accept(processor: Processor, intake: _Intake, reading: HandoverReading) -> _Plan:
+    from .processor import Outcome, Result, _Plan  # the processor imports this module
+
+    values, now = reading.values, intake.now
+    # Only a 退回原因 sheet and our highlights left from an earlier return are taken out.
+    copy = apply_patch(intake.content, Patch(sheet=reading.sheet))
+    name = accepted_name(values, now)
+    earlier = _left_in_folder(processor, intake)
+    dest = processor.deliverer.free_name(processor.ws.outbox("cs") / name, reusing=earlier)
+    month = f"{sheet_day(values, now):%Y-%m}"
+    filed = next(free_names(processor.ws.sheets / FILED / month / name))
+    day, shift = values.get("filled_on", ""), values.get("shift", "")
+    handed, taken = values.get("handed_by", ""), values.get("taken_by", "")
+    detail = f"{day} {shift} 交接人 {handed} → 接交人 {taken}"
+    return _Plan(
+        NewEvent(
+            now,
+            EventKind.HANDOVER_ACCEPTED,
+            intake.name,
+            intake.sha,
+            from_role="cs",
+            to_role="cs",
+            actor=values.get("handed_by") or None,
+            out_sha=sha256(copy),
+            detail=detail,
+        ),
+        outputs=[(dest, copy), (filed, copy)],
+        result=Result(
+            Outcome.ROUTED,
+            intake.name,
+            f"{layout.HANDOVER_SHEET}({day} {shift})已核对 → 客服部(接班人员)",
+            to_role="cs",
+        ),
+        take_away=earlier,
+    )
+
+
+def _left_in_folder(processor: Processor, intake: _Intake) -> list[tuple[Path, str]]:
+    """The sheet as dropped, if the sender filled it in ``outbox/cs/`` and copied it into
+    ``inbox/``: it goes once the sheet is answered, so the folder stays a to-do list.
+
+    Only the very same bytes (hashed, never opened): any other file of that name is left.
+    """
+    left = processor.ws.outbox("cs") / intake.name
+    if left.is_file() and not left.is_symlink() and sha256_of(left) == intake.sha:
+        return [(left, intake.sha)]
+    return []
+
+
+def _plan_return(
+    processor: Processor,
+    intake: _Intake,
+    reading: HandoverReading,
+    problems: list[HandoverProblem],
+) -> _Plan:
+    from .processor import Outcome, Result, _Plan  # the processor imports this module
+
+    now = intake.now
+    rows = [
+        (str(i), p.item, reading.cells.get(p.name, ""), p.message, p.hint)
+        for i, p in enumerate(problems, 1)
+    ]
+    marked = list(dict.fromkeys(reading.cells[p.name] for p in problems if p.name in reading.cells))
+    copy = apply_patch(
+        intake.content,
+        Patch(
+            sheet=reading.sheet,
+            return_rows=[RETURN_HEADER, *rows],
+            title=return_title(reading.values, now),
+            highlight_cells=marked,
+        ),
+    )
+    earlier = _left_in_folder(processor, intake)
+    dest = processor.deliverer.free_name(
+        processor.ws.outbox("cs") / replies.returned_name(intake.name), reusing=earlier
+    )
+    return _Plan(
+        NewEvent(
+            now,
+            EventKind.HANDOVER_RETURNED,
+            intake.name,
+            intake.sha,
+            to_role="cs",
+            out_sha=sha256(copy),
+            detail="\n".join(f"{p.item}:{p.message}" for p in problems),
+        ),
+        outputs=[(dest, copy)],
+        result=Result(
+            Outcome.RETURNED,
+            intake.name,
+            f"{layout.HANDOVER_SHEET}退回客服部:{len(problems)} 个问题",
+            to_role="cs",
+        ),
+        take_away=earlier,
+    )
+
+
+# ---- what `status` says of the day's sheets -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandoverReceived:
+    """A handover sheet received (and answered) on the day `status` looks at."""
+
+    at: dt.datetime
+    file_name: str
+    accepted: bool
+    dest: str | None  # where the person finds the answer (outbox/cs/…)
+    detail: str | None  # accepted: day, shift and people; returned: each problem
+
+
+def handovers_received(ledger: Ledger, day: dt.date) -> list[HandoverReceived]:
+    """The handover sheets received on ``day``, in order, with the copy each was answered by
+    (its copy in ``outbox/cs/``: the filed copy is delivered second)."""
+    start = dt.datetime.combine(day, dt.time())
+    kinds = (EventKind.HANDOVER_ACCEPTED, EventKind.HANDOVER_RETURNED)
+    return [
+        HandoverReceived(a.at, a.file_name, a.kind == EventKind.HANDOVER_ACCEPTED, a.dest, a.detail)
+        for a in ledger.answered_between(kinds, start, start + dt.timedelta(days=1))
+    ]
