@@ -1,8 +1,8 @@
 """Read a filled 退款申请表 (untrusted bytes) back into a typed record, fast.
 
 Values come from python-calamine, reading only the form's sheet. Where the fields are comes from
-the workbook-scope defined names in ``xl/workbook.xml`` (read with :mod:`zipfile` and a bounded
-read, not openpyxl, which costs ~80 ms per file), and, when a spreadsheet program or a person
+the workbook-scope defined names in ``xl/workbook.xml`` (read with :mod:`zipread`'s bounded
+reader, not openpyxl, which costs ~80 ms per file), and, when a spreadsheet program or a person
 dropped or broke them, from the printed labels plus the offsets in :mod:`layout`.
 
 Everything here returns picklable values: :func:`read_form` runs in a sandboxed worker process.
@@ -27,8 +27,6 @@ import functools
 import io
 import posixpath
 import re
-import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,24 +39,20 @@ import python_calamine as calamine
 from . import layout, normalize
 from .errors import FileRejected, FormReadError, Reason
 from .layout import Field, Kind
+from .zipread import DEFAULT_LIMITS, Package, ZipError, ZipFault, ZipLimits
 
 __all__ = ["BlockEntry", "FieldProblem", "FormReading", "RefundForm", "read_form"]
 
 TEMPLATE_HINT = f"请使用 templates/{layout.REFUND_TEMPLATE_FILE} 模板填写"
 
-# Bounded reads: the parts we parse ourselves are small in any honest workbook (our
-# workbook.xml is ~5 KB); anything far larger is hostile or not ours.
-_MAX_WORKBOOK_XML = 4 << 20
-_MAX_SMALL_PART = 1 << 20
+# Bounded reads: the parts we parse whole ourselves (workbook.xml, rels, styles, custom
+# properties) are small in any honest workbook (our workbook.xml is ~5 KB): at most
+# ZipLimits.small_part_bytes, from [parse] max_file_mb.
 # Labels are looked for in the first rows only; the form has 28 and people insert a few.
 _LABEL_SCAN_ROWS = 300
 # Rows read at most, even if a defined name points further down.
 _MAX_ROWS = 20_000
 _LABEL_MAX_LEN = 64
-# The form sheet is searched for formulas in chunks of this many bytes: memory stays bounded
-# whatever the size of the sheet.
-_CHUNK = 64 * 1024
-
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # No DTDs in OOXML: refusing them rules out entity-expansion tricks, wherever in a part they are.
 _DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -104,17 +98,6 @@ class BlockEntry:
     date: dt.datetime | None
     approval: str | None
 
-    def is_empty(self) -> bool:
-        return (
-            self.opinion is None
-            and self.by is None
-            and self.date is None
-            and (self.approval is None)
-        )
-
-    def is_complete(self) -> bool:
-        return None not in (self.opinion, self.by, self.date, self.approval)
-
 
 @dataclass(frozen=True)
 class RefundForm:
@@ -135,7 +118,6 @@ class RefundForm:
     template_version: str | None
     sheet: str  # name of the sheet holding the form
     cells: Mapping[str, str]  # defined name -> A1 cell where it was found (absent: not found)
-    located_by: str  # "names" | "labels" ("labels" if any field needed the labels)
     # Text of the cells whose value had a problem (the value itself is None), so that
     # canonical() still changes when someone corrects a bad value to another bad value.
     raw: Mapping[str, str] = field(default_factory=dict)
@@ -241,7 +223,7 @@ def _rejected(reason: Reason, message: str, hint: str = "") -> FileRejected:
     return FileRejected(message, reason=reason, hint=hint)
 
 
-def _open_zip(data: bytes) -> zipfile.ZipFile:
+def _open_zip(data: bytes, limits: ZipLimits) -> Package:
     if data.startswith(_OLE_MAGIC):
         # An OLE container is either an encrypted OOXML package or a legacy .xls/.et file.
         if _ENCRYPTED_STREAM in data:
@@ -256,31 +238,43 @@ def _open_zip(data: bytes) -> zipfile.ZipFile:
     if not data.startswith(b"PK"):
         raise _rejected(Reason.NOT_A_WORKBOOK, "这不是 Excel 工作簿(.xlsx)文件", TEMPLATE_HINT)
     try:
-        return zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        return Package(data, limits)
+    except ZipError as exc:
+        if exc.fault is ZipFault.FILE_TOO_LARGE:
+            raise _rejected(Reason.TOO_LARGE, "文件太大,不是退款申请表", TEMPLATE_HINT) from None
         raise _rejected(
             Reason.CORRUPT, f"文件已损坏,无法打开({exc})", "请重新保存或重新复制一份"
         ) from None
 
 
-def _read_part(zf: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
-    """A zip member's bytes, at most ``limit``; ``None`` when the member does not exist."""
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
+def _unreadable(part: str, exc: ZipError) -> FileRejected:
+    if exc.fault is ZipFault.PART_TOO_LARGE:
+        return _rejected(Reason.TOO_LARGE, f"文件中的 {part} 大得不正常", TEMPLATE_HINT)
+    return _rejected(
+        Reason.CORRUPT, f"文件已损坏,无法读取 {part}({exc})", "请重新保存或重新复制一份"
+    )
+
+
+def _read_part(pkg: Package, name: str) -> bytes | None:
+    """A small part's bytes (``ZipLimits.small_part_bytes``); ``None`` when it does not exist."""
+    info = pkg.find(name)
+    if info is None:
         return None
     try:
-        with zf.open(info) as fh:
-            data = fh.read(limit + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-            RuntimeError, ValueError) as exc:  # fmt: skip
-        # RuntimeError: a password-protected zip member; NotImplementedError: odd compression.
-        raise _rejected(
-            Reason.CORRUPT, f"文件已损坏,无法读取 {name}({exc})", "请重新保存或重新复制一份"
-        ) from None
-    if len(data) > limit:
-        raise _rejected(Reason.TOO_LARGE, f"文件中的 {name} 大得不正常", TEMPLATE_HINT)
-    return data
+        return pkg.read(info, pkg.limits.small_part_bytes)
+    except ZipError as exc:
+        raise _unreadable(name, exc) from None
+
+
+def _chunks(pkg: Package, part: str) -> Iterator[bytes]:
+    """A part's bytes in bounded pieces, CRC checked at the end."""
+    info = pkg.find(part)
+    if info is None:
+        return
+    try:
+        yield from pkg.chunks(info, verify=True)
+    except ZipError as exc:
+        raise _unreadable(part, exc) from None
 
 
 def _parse_xml(data: bytes, part: str) -> ElementTree.Element:
@@ -300,11 +294,11 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def _workbook_part(zf: zipfile.ZipFile) -> str:
-    names = set(zf.namelist())
+def _workbook_part(pkg: Package) -> str:
+    names = {info.filename for info in pkg.infos}
     if "xl/workbook.xml" in names:
         return "xl/workbook.xml"
-    rels = _read_part(zf, "_rels/.rels", _MAX_SMALL_PART)
+    rels = _read_part(pkg, "_rels/.rels")
     if rels is not None:
         for rel in _parse_xml(rels, "_rels/.rels").iter():
             if _local(rel.tag) == "Relationship" and rel.get("Type", "").endswith(_OFFICE_DOCUMENT):
@@ -373,8 +367,8 @@ def _string_constant(formula: str) -> str | None:
     return None
 
 
-def _custom_version(zf: zipfile.ZipFile) -> str | None:
-    data = _read_part(zf, "docProps/custom.xml", _MAX_SMALL_PART)
+def _custom_version(pkg: Package) -> str | None:
+    data = _read_part(pkg, "docProps/custom.xml")
     if data is None:
         return None
     for el in _parse_xml(data, "docProps/custom.xml").iter():
@@ -393,13 +387,13 @@ _FORMULA_TAG = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
 _OVERLAP = 16  # longer than any pattern above, so a match split across two chunks is seen
 
 
-def _sheet_part(zf: zipfile.ZipFile, workbook_part: str, rid: str) -> str | None:
+def _sheet_part(pkg: Package, workbook_part: str, rid: str) -> str | None:
     """The zip member of the worksheet with relationship id ``rid``, if it can be found."""
     folder, base = posixpath.split(workbook_part)
-    rels = _read_part(zf, posixpath.join(folder, "_rels", f"{base}.rels"), _MAX_SMALL_PART)
+    rels = _read_part(pkg, posixpath.join(folder, "_rels", f"{base}.rels"))
     if rels is None:
         return None
-    by_folded = {n.casefold(): n for n in zf.namelist()}
+    by_folded = {info.filename.casefold(): info.filename for info in pkg.infos}
     for rel in _parse_xml(rels, "workbook.xml.rels").iter():
         if _local(rel.tag) == "Relationship" and rel.get("Id") == rid:
             target = rel.get("Target", "").replace("\\", "/")
@@ -425,45 +419,24 @@ def _xml_decoder(head: bytes) -> codecs.IncrementalDecoder:
     return codecs.getincrementaldecoder(encoding)(errors="replace")
 
 
-def _has_formula(zf: zipfile.ZipFile, part: str) -> bool:
+def _has_formula(pkg: Package, part: str) -> bool:
     """Whether the part has a formula element, read in chunks (DTDs refused, memory bounded)."""
     found = False
-    with _open_member(zf, part) as fh:
-        decoder: codecs.IncrementalDecoder | None = None
-        tail = ""
-        while chunk := _read_chunk(fh, part):
-            if decoder is None:
-                decoder = _xml_decoder(chunk[:4])
-            text = tail + decoder.decode(chunk)
-            if _DTD.search(text):
-                raise _rejected(Reason.CORRUPT, f"文件中的 {part} 格式不正确", TEMPLATE_HINT)
-            found = found or _FORMULA_TAG.search(text) is not None
-            tail = text[-_OVERLAP:]
+    decoder: codecs.IncrementalDecoder | None = None
+    tail = ""
+    for chunk in _chunks(pkg, part):
+        if decoder is None:
+            decoder = _xml_decoder(chunk[:4])
+        text = tail + decoder.decode(chunk)
+        if _DTD.search(text):
+            raise _rejected(Reason.CORRUPT, f"文件中的 {part} 格式不正确", TEMPLATE_HINT)
+        found = found or _FORMULA_TAG.search(text) is not None
+        tail = text[-_OVERLAP:]
     return found
 
 
-def _open_member(zf: zipfile.ZipFile, part: str) -> Any:
-    try:
-        return zf.open(part)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-            RuntimeError, ValueError) as exc:  # fmt: skip
-        raise _rejected(
-            Reason.CORRUPT, f"文件已损坏,无法读取 {part}({exc})", "请重新保存或重新复制一份"
-        ) from None
-
-
-def _read_chunk(fh: Any, part: str) -> bytes:
-    try:
-        data: bytes = fh.read(_CHUNK)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise _rejected(
-            Reason.CORRUPT, f"文件已损坏,无法读取 {part}({exc})", "请重新保存或重新复制一份"
-        ) from None
-    return data
-
-
 def _cell_events(
-    zf: zipfile.ZipFile, part: str, *, strict: bool
+    pkg: Package, part: str, *, strict: bool
 ) -> Iterator[tuple[str, str, ElementTree.Element, int, int]]:
     """Stream a worksheet part as (event, tag, element, row, col), rows let go once read.
 
@@ -474,38 +447,37 @@ def _cell_events(
     parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
     row, col = -1, -1
     rows_box: ElementTree.Element | None = None  # <sheetData>, emptied after every row
-    with _open_member(zf, part) as fh:
-        while chunk := _read_chunk(fh, part):
-            try:
-                parser.feed(chunk)
-                events: list[tuple[str, ElementTree.Element]] = list(parser.read_events())
-            except ElementTree.ParseError as exc:
-                if not strict:
-                    return
-                raise _rejected(
-                    Reason.CORRUPT, f"文件已损坏:{part} 无法解析({exc})", "请重新保存或重新复制一份"
-                ) from None
-            for event, el in events:
-                tag = _local(el.tag)
-                if event == "start" and tag == "sheetData":
-                    rows_box = el
-                elif event == "start" and tag == "row":
-                    r = el.get("r", "")
-                    row = int(r) - 1 if r.isdigit() else row + 1
-                    col = -1
-                elif event == "start" and tag == "c":
-                    ref = _parse_ref(el.get("r", ""))
-                    row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
-                yield event, tag, el, row, col
-                if event == "end" and tag == "row" and rows_box is not None:
-                    rows_box.clear()
+    for chunk in _chunks(pkg, part):
+        try:
+            parser.feed(chunk)
+            events: list[tuple[str, ElementTree.Element]] = list(parser.read_events())
+        except ElementTree.ParseError as exc:
+            if not strict:
+                return
+            raise _rejected(
+                Reason.CORRUPT, f"文件已损坏:{part} 无法解析({exc})", "请重新保存或重新复制一份"
+            ) from None
+        for event, el in events:
+            tag = _local(el.tag)
+            if event == "start" and tag == "sheetData":
+                rows_box = el
+            elif event == "start" and tag == "row":
+                r = el.get("r", "")
+                row = int(r) - 1 if r.isdigit() else row + 1
+                col = -1
+            elif event == "start" and tag == "c":
+                ref = _parse_ref(el.get("r", ""))
+                row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
+            yield event, tag, el, row, col
+            if event == "end" and tag == "row" and rows_box is not None:
+                rows_box.clear()
 
 
-def _cell_styles(zf: zipfile.ZipFile, part: str, cells: set[str]) -> dict[str, int]:
+def _cell_styles(pkg: Package, part: str, cells: set[str]) -> dict[str, int]:
     """A1 address -> style index (``s``) of the given cells of a worksheet part."""
     wanted = {layout.cell_to_rc(c): c for c in cells}
     found: dict[str, int] = {}
-    for event, tag, el, row, col in _cell_events(zf, part, strict=False):
+    for event, tag, el, row, col in _cell_events(pkg, part, strict=False):
         if event == "start" and tag == "c" and (row, col) in wanted:
             style = el.get("s", "0")
             if style.isdigit():
@@ -518,12 +490,12 @@ _BUILTIN_TIME_FORMATS = frozenset({18, 19, 20, 21, 22, 32, 33, 34, 35, 45, 46, 4
 _FORMAT_LITERALS = re.compile(r'"[^"]*"|\\.|\[[^\]]*\]')
 
 
-def _styles_showing_time(zf: zipfile.ZipFile, workbook_part: str) -> set[int]:
+def _styles_showing_time(pkg: Package, workbook_part: str) -> set[int]:
     """Indices of the cell styles whose number format shows hours (``hh:mm`` and the like)."""
     folder = posixpath.dirname(workbook_part)
-    by_folded = {n.casefold(): n for n in zf.namelist()}
+    by_folded = {info.filename.casefold(): info.filename for info in pkg.infos}
     name = by_folded.get(posixpath.join(folder, "styles.xml").casefold())
-    data = _read_part(zf, name, _MAX_SMALL_PART * 8) if name else None
+    data = _read_part(pkg, name) if name else None
     if data is None:
         return set()
     custom: dict[int, str] = {}
@@ -550,18 +522,18 @@ def _styles_showing_time(zf: zipfile.ZipFile, workbook_part: str) -> set[int]:
     return shows
 
 
-def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> dict[str, str]:
+def _formulas_in(pkg: Package, part: str, cells: Mapping[str, str]) -> dict[str, str]:
     """A1 address -> formula text of the field ``cells`` that hold a formula.
 
     Values are read by calamine, which returns a formula cell's cached value: that value is
     whatever the last writer stored, not what an office program shows after recalculating
     (``=26850`` cached as ``268.5``). So the input cells are checked for formulas here.
     """
-    if not cells or not _has_formula(zf, part):
+    if not cells or not _has_formula(pkg, part):
         return {}
     wanted = {layout.cell_to_rc(c): c for c in cells.values()}
     found: dict[str, str] = {}
-    for event, tag, el, row, col in _cell_events(zf, part, strict=True):
+    for event, tag, el, row, col in _cell_events(pkg, part, strict=True):
         if event == "end" and tag == "f" and (row, col) in wanted:
             found[wanted[row, col]] = (el.text or "").strip()
     return found
@@ -716,40 +688,41 @@ def _locate(
     named: tuple[int, int] | None,
     anchors: Mapping[str, tuple[int, int]],
     grid: _Grid,
-) -> tuple[tuple[int, int] | None, str]:
-    """Where field ``f`` is, and how it was found ("names" / "labels" / "")."""
+) -> tuple[int, int] | None:
+    """Where field ``f`` is: by its defined name, or by its printed label."""
     anchor = anchors.get(_label_key(f.anchor))
     dr, dc = f.offset
     labeled = None if anchor is None else (anchor[0] + dr, anchor[1] + dc)
     if named is not None:
         if labeled is None or labeled == named:
-            return named, "names"
+            return named
         # Both exist and disagree: trust the name if its label is where the layout puts it
         # (the printed label also occurs elsewhere), else the name is stale (a tool inserted
         # rows without updating names) and the label wins.
         label_cell = grid.get(*grid.top_left(named[0] - dr, named[1] - dc))
         if isinstance(label_cell, str) and _label_key(label_cell) == _label_key(f.anchor):
-            return named, "names"
-        return labeled, "labels"
-    return labeled, ("labels" if labeled is not None else "")
+            return named
+    return labeled
 
 
-def read_form(data: bytes) -> FormReading:
+def read_form(
+    data: bytes, *, limits: ZipLimits = DEFAULT_LIMITS, package: Package | None = None
+) -> FormReading:
     """Read a filled refund form from the bytes of an ``.xlsx`` file.
 
     Raises :class:`FileRejected` (``NOT_A_WORKBOOK``, ``UNSUPPORTED_FORMAT``, ``ENCRYPTED``,
     ``CORRUPT``, ``TOO_LARGE``) for files that are not readable workbooks and
     :class:`FormReadError` (``FOREIGN_WORKBOOK``) for workbooks that are not our form. Problems
     with single values do not raise: they are collected in :attr:`FormReading.problems`.
+    ``package``: the zip as :mod:`sniff` already opened it (its central directory is parsed
+    once); ``limits`` bound what is read (``[parse] max_file_mb``).
     """
-    zf = _open_zip(data)
-    # Left open for the formula check at the end: it reads from memory, so there is nothing to
-    # release but references.
-    part = _workbook_part(zf)
-    workbook_xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
+    pkg = package if package is not None else _open_zip(data, limits)
+    part = _workbook_part(pkg)
+    workbook_xml = _read_part(pkg, part)
     assert workbook_xml is not None  # _workbook_part checked it exists
     book = _parse_workbook(_parse_xml(workbook_xml, part))
-    version = _custom_version(zf)
+    version = _custom_version(pkg)
     if version is None:
         version_name = book.names.get(layout.VERSION_PROPERTY)
         version = _string_constant(version_name) if version_name else None
@@ -804,13 +777,11 @@ def read_form(data: bytes) -> FormReading:
     typed: dict[str, str] = {}
     problems: list[FieldProblem] = []
     midnight: set[str] = set()
-    used_labels = False
     for f in layout.REFUND_FIELDS:
-        where, how = _locate(f, named.get(f.name), anchors, grid)
+        where = _locate(f, named.get(f.name), anchors, grid)
         if where is None:
             values[f.name] = None
             continue
-        used_labels = used_labels or how == "labels"
         where = grid.top_left(*where)
         cell = layout.rc_to_cell(*where)
         cells[f.name] = cell
@@ -830,19 +801,19 @@ def read_form(data: bytes) -> FormReading:
             problems.append(FieldProblem(f.name, label, cell, exc.reason, f"{label}({cell}){exc}"))
 
     rid = book.sheet_rids.get(sheet)
-    sheet_part = _sheet_part(zf, part, rid) if rid is not None else None
+    sheet_part = _sheet_part(pkg, part, rid) if rid is not None else None
     if midnight and sheet_part is not None:
         # A time of exactly 00:00 is a time when the cell shows hours (the template's cells
         # do): 2026-10-01 00:00 is not a date without its time.
-        styles = _cell_styles(zf, sheet_part, {cells[n] for n in midnight})
-        timed = _styles_showing_time(zf, part)
+        styles = _cell_styles(pkg, sheet_part, {cells[n] for n in midnight})
+        timed = _styles_showing_time(pkg, part)
         for name in midnight:
             moment = grid.get(*layout.cell_to_rc(cells[name]))
             if styles.get(cells[name], 0) in timed and isinstance(moment, dt.date):
                 values[name] = dt.datetime.combine(moment, dt.time(0, 0))
                 raw.pop(name, None)
                 problems = [p for p in problems if p.field != name]
-    formulas = _formulas_in(zf, sheet_part, cells) if sheet_part is not None else {}
+    formulas = _formulas_in(pkg, sheet_part, cells) if sheet_part is not None else {}
     if formulas:
         for f in layout.REFUND_FIELDS:
             at = cells.get(f.name)
@@ -867,7 +838,6 @@ def read_form(data: bytes) -> FormReading:
         template_version=version,
         sheet=sheet,
         cells=cells,
-        located_by="labels" if used_labels or not named else "names",
         raw=raw,
         typed=typed,
         date1904=book.date1904,

@@ -1,11 +1,13 @@
 """Decide what a dropped file is from its bytes, never from its name.
 
-Runs in the watcher's own process on every file that lands in the inbox, before any parser sees
-it, so it must be cheap (a few hundred microseconds for a form-sized xlsx) and it must never
-raise: whatever goes wrong in here becomes a :class:`Sniffed` of kind ``CORRUPT`` or
-``UNKNOWN``. Memory stays bounded whatever the file: a zip is judged from its central directory
-(declared sizes, counts, names), at most ``_PEEK_BYTES``-sized reads of ``[Content_Types].xml``
-and the workbook part, and one pass over every part's bytes in ``_CHUNK``-sized pieces (DTDs,
+Runs on every file that lands in the inbox, in the sandboxed parser worker just before the
+form reader (see :mod:`examine`), so it must be cheap (a few hundred microseconds for a
+form-sized xlsx) and it must never raise: whatever goes wrong in here becomes a :class:`Sniffed`
+of kind ``CORRUPT`` or ``UNKNOWN``. Memory stays bounded whatever the file: a zip is judged from
+its central directory by :class:`~refundflow.zipread.Package` (declared sizes, counts, names,
+within the limits of ``[parse] max_file_mb``), at most ``_PEEK_BYTES``-sized reads of
+``[Content_Types].xml`` and the workbook part, and one pass over every part's bytes in bounded
+pieces (DTDs,
 VBA projects, relationships that run or fetch something); an OLE compound file is walked by a
 small bounds-checked reader instead of a parser.
 
@@ -16,10 +18,8 @@ for the office staff and a :class:`~refundflow.errors.Reason` for the code.
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
-import os
 import re
 import struct
 import zipfile
@@ -27,21 +27,15 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
-from .errors import FileRejected, Reason
+from .errors import Reason
 from .layout import REFUND_TEMPLATE_FILE
+from .zipread import DEFAULT_LIMITS, Package, ZipError, ZipFault, ZipLimits, part_key
 
 log = logging.getLogger(__name__)
 
-# --- limits -----------------------------------------------------------------------------------
-MAX_ZIP_ENTRIES = 2000  # openpyxl's own bigfoot.xlsx (1024 sheets) has ~1040 parts
-MAX_ENTRY_BYTES = 100 * 1024 * 1024  # declared uncompressed size of one part
-MAX_TOTAL_BYTES = 100 * 1024 * 1024  # declared uncompressed size of the whole package
-# Deflate cannot do better than ~1032:1, so a larger declared ratio on a sizeable entry is a lie
-# or a crafted bomb; small entries (empty sheets, padding) legitimately reach high ratios.
-MAX_RATIO = 1000
-RATIO_MIN_BYTES = 1024 * 1024
+# --- limits (of the zip container: zipread.ZipLimits, from [parse] max_file_mb) -----------------
 _PEEK_BYTES = 256 * 1024  # at most this much of [Content_Types].xml / workbook.xml is inflated
 _SAMPLE = 8192  # head of the file used for text/markup heuristics
 _MAX_OLE_DIR_ENTRIES = 4096
@@ -206,10 +200,6 @@ class Sniffed:
     def reason(self) -> Reason:
         return _REASONS[self.kind]
 
-    def rejection(self) -> FileRejected:
-        """The error to raise for a file that is not :attr:`accepted`."""
-        return FileRejected(self.description, reason=self.reason, hint=self.hint)
-
 
 def _verdict(kind: FileKind, detail: str, *, name: str = "") -> Sniffed:
     description, hint = _TEXTS[kind]
@@ -246,41 +236,30 @@ def _corrupt(detail: str) -> _Verdict:
 # --- entry points -----------------------------------------------------------------------------
 
 
-def sniff(data: bytes, *, name: str = "") -> Sniffed:
+def sniff(data: bytes, *, name: str = "", limits: ZipLimits = DEFAULT_LIMITS) -> Sniffed:
     """Classify ``data``. ``name`` is only used to flag a misleading extension. Never raises."""
+    return sniff_package(data, name=name, limits=limits)[0]
+
+
+def sniff_package(
+    data: bytes, *, name: str = "", limits: ZipLimits = DEFAULT_LIMITS
+) -> tuple[Sniffed, Package | None]:
+    """:func:`sniff`, and the zip package it opened (for the form reader to reuse)."""
+    job = _Job(data, limits)
     try:
-        kind, detail = _classify(data)
+        kind, detail = _classify(job)
     except _Verdict as verdict:
         kind, detail = verdict.kind, verdict.detail
+    except ZipError as exc:
+        kind = FileKind.ENCRYPTED if exc.fault is ZipFault.ENCRYPTED else FileKind.CORRUPT
+        detail = exc.detail
     except Exception as exc:  # a sniffer bug must reject one file, not stop the watcher
         log.warning("sniff failed on %r: %s: %s", name, type(exc).__name__, exc)
         kind, detail = FileKind.CORRUPT, f"unreadable structure ({type(exc).__name__})"
     try:
-        return _verdict(kind, detail, name=name)
+        return _verdict(kind, detail, name=name), job.package
     except Exception:  # pragma: no cover - only a bad name could get here
-        return _verdict(kind, detail)
-
-
-def sniff_path(path: Path, *, max_bytes: int) -> Sniffed:
-    """Sniff a file on disk, refusing one larger than ``max_bytes`` before reading it."""
-    name = path.name
-    try:
-        with path.open("rb") as fh:
-            # fstat on the open handle, so a file swapped after a stat() cannot slip past
-            size = os.fstat(fh.fileno()).st_size
-            if size > max_bytes:
-                return _verdict(
-                    FileKind.TOO_LARGE,
-                    f"{size} bytes, limit {max_bytes} bytes",
-                    name=name,
-                )
-            # read one byte more than allowed: a file still growing is caught here too
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        return _verdict(FileKind.UNKNOWN, f"cannot read file: {exc.strerror or exc}", name=name)
-    if len(data) > max_bytes:
-        return _verdict(FileKind.TOO_LARGE, f"more than {max_bytes} bytes", name=name)
-    return sniff(data, name=name)
+        return _verdict(kind, detail), job.package
 
 
 # --- dispatch on magic bytes --------------------------------------------------------------------
@@ -289,12 +268,22 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _BIFF_BOF = {0x0009: "BIFF2", 0x0209: "BIFF3", 0x0409: "BIFF4", 0x0809: "BIFF5/8"}
 
 
-def _classify(data: bytes) -> tuple[FileKind, str]:
+@dataclass
+class _Job:
+    """One file being sniffed, and the zip package opened for it (if it is a zip)."""
+
+    data: bytes
+    limits: ZipLimits
+    package: Package | None = None
+
+
+def _classify(job: _Job) -> tuple[FileKind, str]:
+    data = job.data
     if not data:
         return FileKind.EMPTY, "0 bytes"
     head = data[:16]
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _classify_zip(data)
+        return _classify_zip(job)
     if head.startswith(_OLE_MAGIC):
         return _classify_ole(data)
     if data.count(0, 0, _SAMPLE) == min(len(data), _SAMPLE) and not data.strip(b"\0"):
@@ -306,7 +295,7 @@ def _classify(data: bytes) -> tuple[FileKind, str]:
     if image:
         return FileKind.IMAGE, f"{image} image"
     if head.startswith(b"\x1f\x8b"):
-        return _classify_gzip(data)
+        return _classify_gzip(data, job.limits)
     raw_biff = _raw_biff(data)
     if raw_biff:
         return raw_biff
@@ -384,10 +373,10 @@ def _biff_filepass(stream: bytes) -> bool:
     return False
 
 
-def _classify_gzip(data: bytes) -> tuple[FileKind, str]:
+def _classify_gzip(data: bytes, limits: ZipLimits) -> tuple[FileKind, str]:
     # ISIZE (last 4 bytes) is the uncompressed size mod 2**32: enough to spot a bomb early.
     declared = struct.unpack_from("<I", data, len(data) - 4)[0] if len(data) >= 18 else 0
-    if declared > MAX_TOTAL_BYTES or declared > MAX_RATIO * len(data):
+    if declared > limits.total_bytes or declared > limits.ratio * len(data):
         return FileKind.CORRUPT, f"gzip declares {declared} bytes uncompressed: possible gzip bomb"
     try:
         head = zlib.decompressobj(wbits=31).decompress(data, _SAMPLE)
@@ -464,7 +453,6 @@ _CONTENT_TYPE = re.compile(r"""ContentType\s*=\s*["']([^"']*)["']""", re.IGNOREC
 _SHEET_ELEMENT = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?sheet[\s/>]")
 _STRICT_NS = "http://purl.oclc.org/ooxml/"
 _DOCTYPE = re.compile("<!DOCTYPE", re.IGNORECASE)
-_DRIVE = re.compile("[a-z]:")
 
 
 def _caseless(prefix: str, words: tuple[str, ...], unit: str = "") -> re.Pattern[bytes]:
@@ -489,9 +477,7 @@ _DTD_UTF16BE = _caseless("<!", ("DOCTYPE", "ENTITY"), "be")
 # Directory entry of a VBA project in an OLE file (vbaProject.bin, or the _VBA_PROJECT_CUR of an
 # embedded .xls, or a Word document's Macros/VBA): names are UTF-16LE, case-insensitive.
 _VBA_STORAGE = _caseless("_", ("VBA_PROJECT",), "le")
-_CHUNK = 64 * 1024
 _OVERLAP = 64  # longer than any pattern searched in chunks, so none is missed at a boundary
-_MAX_RELS_BYTES = 4 << 20  # relationship parts are read whole: a few KB in any real workbook
 _RELATIONSHIP = re.compile(r"<(?:[\w.-]+:)?Relationship\b([^>]*)>")
 _REL_TYPE = re.compile(r"""\bType\s*=\s*["']([^"']*)["']""")
 _EXTERNAL_MODE = re.compile(r"""\bTargetMode\s*=\s*["']\s*External\s*["']""", re.IGNORECASE)
@@ -517,87 +503,46 @@ _LINK_CONTENT_TYPES = ("externallink", "spreadsheetml.connections", "querytable"
 
 def _norm(name: str) -> str:
     # OPC part names are case-insensitive; some writers use Windows separators (Excel copes)
-    return name.replace("\\", "/").lower()
+    return part_key(name)
 
 
-def _classify_zip(data: bytes) -> tuple[FileKind, str]:
+def _classify_zip(job: _Job) -> tuple[FileKind, str]:
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        return FileKind.CORRUPT, f"damaged or truncated zip ({exc})"
-    except (OSError, ValueError, EOFError, struct.error) as exc:
-        return FileKind.CORRUPT, f"damaged zip ({type(exc).__name__})"
-    with zf:
-        infos = zf.infolist()
-        if not infos:
-            return FileKind.CORRUPT, "empty zip archive"
-        if len(infos) > MAX_ZIP_ENTRIES:
-            return FileKind.CORRUPT, f"zip has {len(infos)} entries (limit {MAX_ZIP_ENTRIES})"
-        by_name = _check_zip_directory(infos)
-        if "mimetype" in by_name or "meta-inf/manifest.xml" in by_name:
-            verdict = _classify_odf(zf, by_name)
-            if verdict:
-                return verdict
-        if "[content_types].xml" in by_name:
-            return _classify_ooxml(data, zf, by_name)
-        if any(n.endswith(".iwa") or n.endswith("index.zip") for n in by_name):
-            # Keynote has a CalculationEngine too; only Numbers has table tiles and no slides
-            slides = any("slide" in n for n in by_name)
-            numbers = any("/tables/" in n or n.split("/", 1)[0].endswith(".numbers")
-                          for n in by_name)  # fmt: skip
-            if numbers and not slides:
-                return FileKind.OTHER_SPREADSHEET, "Apple Numbers document"
-            return FileKind.ZIP_OTHER, "Apple iWork document (Keynote/Pages)"
-        if any(n.startswith("xl/") for n in by_name):
-            return FileKind.CORRUPT, "OOXML package without [Content_Types].xml"
-        return FileKind.ZIP_OTHER, f"zip archive ({len(infos)} entries)"
+        pkg = Package(job.data, job.limits)
+    except ZipError as exc:  # damaged, empty, bombs, traversal, duplicates
+        kind = FileKind.TOO_LARGE if exc.fault is ZipFault.FILE_TOO_LARGE else FileKind.CORRUPT
+        return kind, exc.detail
+    job.package = pkg
+    by_name = pkg.by_key
+    if "mimetype" in by_name or "meta-inf/manifest.xml" in by_name:
+        verdict = _classify_odf(pkg)
+        if verdict:
+            return verdict
+    if "[content_types].xml" in by_name:
+        return _classify_ooxml(pkg)
+    if any(n.endswith(".iwa") or n.endswith("index.zip") for n in by_name):
+        # Keynote has a CalculationEngine too; only Numbers has table tiles and no slides
+        slides = any("slide" in n for n in by_name)
+        numbers = any("/tables/" in n or n.split("/", 1)[0].endswith(".numbers")
+                      for n in by_name)  # fmt: skip
+        if numbers and not slides:
+            return FileKind.OTHER_SPREADSHEET, "Apple Numbers document"
+        return FileKind.ZIP_OTHER, "Apple iWork document (Keynote/Pages)"
+    if any(n.startswith("xl/") for n in by_name):
+        return FileKind.CORRUPT, "OOXML package without [Content_Types].xml"
+    return FileKind.ZIP_OTHER, f"zip archive ({len(pkg.infos)} entries)"
 
 
-def _check_zip_directory(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
-    """Refuse bombs, traversal and duplicates from the central directory alone."""
-    by_name: dict[str, zipfile.ZipInfo] = {}
-    total = 0
-    for info in infos:
-        name = _norm(info.filename)
-        parts = name.split("/")
-        if name.startswith("/") or ".." in parts or "\0" in name or _DRIVE.match(name):
-            raise _corrupt(f"unsafe entry name {info.filename!r} (path traversal)")
-        if name in by_name:
-            raise _corrupt(f"duplicate entry name {info.filename!r}")
-        by_name[name] = info
-        if info.file_size > MAX_ENTRY_BYTES:
-            raise _corrupt(
-                f"entry {info.filename!r} declares {info.file_size} bytes uncompressed "
-                f"(limit {MAX_ENTRY_BYTES}): possible zip bomb"
-            )
-        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(
-            info.compress_size, 1
-        ):
-            raise _corrupt(
-                f"entry {info.filename!r} declares a {info.file_size // max(info.compress_size, 1)}"
-                ":1 compression ratio: possible zip bomb"
-            )
-        total += info.file_size
-    if total > MAX_TOTAL_BYTES:
-        raise _corrupt(
-            f"zip declares {total} bytes uncompressed (limit {MAX_TOTAL_BYTES}): possible zip bomb"
-        )
-    return by_name
-
-
-def _peek(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int = _PEEK_BYTES) -> bytes:
+def _peek(pkg: Package, info: zipfile.ZipInfo, limit: int = _PEEK_BYTES) -> bytes:
     """Inflate at most ``limit`` bytes of one entry (the CRC is checked only if it all fits)."""
-    if info.flag_bits & 0x1:
-        raise _Verdict(FileKind.ENCRYPTED, "zip entries are password-protected (zip encryption)")
     try:
-        with zf.open(info) as fh:
-            return fh.read(limit)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise _corrupt(f"damaged zip entry {info.filename!r} ({exc})") from None
-    except NotImplementedError:
-        raise _corrupt(
-            f"zip entry {info.filename!r} uses unsupported compression {info.compress_type}"
-        ) from None
+        return pkg.head(info, limit)
+    except ZipError as exc:
+        if exc.fault is ZipFault.ENCRYPTED:
+            raise _Verdict(
+                FileKind.ENCRYPTED, "zip entries are password-protected (zip encryption)"
+            ) from None
+        raise _corrupt(exc.detail) from None
 
 
 def _decode_xml(raw: bytes) -> str:
@@ -627,48 +572,14 @@ class _Parts:
         self.external = ""  # detail, when a relationship links to another file or data source
 
 
-def _inflate(data: bytes, info: zipfile.ZipInfo) -> Iterator[bytes]:
-    """The part's bytes in chunks of at most ``_CHUNK``, straight from the buffer.
-
-    ``zf.open`` costs ~20 us per part (it re-validates the local header and builds a reader);
-    this keeps the whole sniff of a form-sized xlsx well under a millisecond, and memory bounded
-    whatever a part's size: nothing is kept but the current chunk.
-    """
-    off = info.header_offset
-    if data[off : off + 4] != b"PK\x03\x04" or off + 30 > len(data):
-        raise _corrupt(f"local header of {info.filename!r} is missing")
-    name_len, extra_len = struct.unpack_from("<HH", data, off + 26)
-    start = off + 30 + name_len + extra_len
-    raw = memoryview(data)[start : start + info.compress_size]
-    if info.compress_type == zipfile.ZIP_STORED:
-        for pos in range(0, len(raw), _CHUNK):
-            yield bytes(raw[pos : pos + _CHUNK])
-        return
-    if info.compress_type != zipfile.ZIP_DEFLATED:
+def _inflate(pkg: Package, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """The part's bytes in bounded chunks; only patterns are searched, so no CRC check."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise _corrupt(f"{info.filename!r} uses compression method {info.compress_type}")
-    inflater = zlib.decompressobj(-15)
-    pos, total = 0, 0
-    try:
-        while not inflater.eof:
-            if inflater.unconsumed_tail:
-                out = inflater.decompress(inflater.unconsumed_tail, min(_CHUNK, info.file_size + 1))
-            elif pos < len(raw):
-                # A small part gets a small output buffer; more than declared is caught below.
-                limit = min(_CHUNK, info.file_size + 1)
-                out = inflater.decompress(raw[pos : pos + _CHUNK], limit)
-                pos += _CHUNK
-            else:
-                return  # truncated stream: the sandboxed parser will say so
-            total += len(out)
-            if total > info.file_size:
-                raise _corrupt(f"{info.filename!r} inflates beyond its declared size")
-            if out:
-                yield out
-    except zlib.error:
-        raise _corrupt(f"damaged zip entry {info.filename!r}") from None
+    return pkg.chunks(info, verify=False)
 
 
-def _scan_parts(data: bytes, by_name: dict[str, zipfile.ZipInfo], parts: _Parts) -> None:
+def _scan_parts(pkg: Package, parts: _Parts) -> None:
     """Read every part once, whole, in bounded chunks.
 
     * XML (by its first bytes, whatever its name): a DTD anywhere is refused, not only in the
@@ -676,10 +587,10 @@ def _scan_parts(data: bytes, by_name: dict[str, zipfile.ZipInfo], parts: _Parts)
     * An OLE compound file (by its magic, whatever its name): a VBA project is macro code.
     * Relationship parts: relationships to macro code, ActiveX, or another file or data source.
     """
-    for name, info in by_name.items():
+    for name, info in pkg.by_key.items():
         if info.file_size == 0 or name.endswith("/"):
             continue
-        chunks = _inflate(data, info)
+        chunks = _inflate(pkg, info)
         first = next(chunks, b"")
         if first.startswith(_OLE_MAGIC):
             if _search_chunks(_VBA_STORAGE, first, chunks):
@@ -689,7 +600,9 @@ def _scan_parts(data: bytes, by_name: dict[str, zipfile.ZipInfo], parts: _Parts)
         if dtd is None:
             continue  # an image or other binary part
         if name.endswith(".rels"):
-            _check_relationships(info.filename, first, chunks, dtd, parts)
+            _check_relationships(
+                info.filename, first, chunks, dtd, parts, limit=pkg.limits.small_part_bytes
+            )
         elif _search_chunks(dtd, first, chunks):
             raise _corrupt(f"{info.filename} contains a DOCTYPE (XML entity bomb?)")
 
@@ -716,13 +629,19 @@ def _dtd_pattern(head: bytes) -> re.Pattern[bytes] | None:
 
 
 def _check_relationships(
-    part: str, first: bytes, rest: Iterator[bytes], dtd: re.Pattern[bytes], parts: _Parts
+    part: str,
+    first: bytes,
+    rest: Iterator[bytes],
+    dtd: re.Pattern[bytes],
+    parts: _Parts,
+    *,
+    limit: int,
 ) -> None:
     body = bytearray()
     for chunk in itertools.chain((first,), rest):
         body += chunk
-        if len(body) > _MAX_RELS_BYTES:
-            raise _corrupt(f"{part} has more than {_MAX_RELS_BYTES} bytes of relationships")
+        if len(body) > limit:
+            raise _corrupt(f"{part} has more than {limit} bytes of relationships")
     if dtd.search(body):
         raise _corrupt(f"{part} contains a DOCTYPE (XML entity bomb?)")
     text = _decode_xml(bytes(body))
@@ -755,11 +674,10 @@ def _content_type_signals(content_types: str, parts: _Parts) -> None:
             parts.external = parts.external or f"content type {value}"
 
 
-def _classify_ooxml(
-    data: bytes, zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo]
-) -> tuple[FileKind, str]:
+def _classify_ooxml(pkg: Package) -> tuple[FileKind, str]:
+    by_name = pkg.by_key
     ct_info = by_name["[content_types].xml"]
-    content_types = _xml_text(_peek(zf, ct_info), "[Content_Types].xml")
+    content_types = _xml_text(_peek(pkg, ct_info), "[Content_Types].xml")
     kind: FileKind | None = None
     what = ""
     main_part = ""
@@ -803,13 +721,13 @@ def _classify_ooxml(
     if has_macros:
         parts.macros = "VBA project or macro sheet part"
     _content_type_signals(content_types, parts)
-    _scan_parts(data, by_name, parts)
+    _scan_parts(pkg, parts)
     if parts.macros:
         return FileKind.MACROS, f"{what} carrying macro code or ActiveX ({parts.macros})"
     if parts.external:
         return FileKind.EXTERNAL_LINKS, f"{what} linking to other files ({parts.external})"
     info = by_name[main_part]
-    workbook = _xml_text(_peek(zf, info), main_part)
+    workbook = _xml_text(_peek(pkg, info), main_part)
     complete = info.file_size <= _PEEK_BYTES
     if complete and not _SHEET_ELEMENT.search(workbook):
         return FileKind.CORRUPT, "workbook lists no sheets"
@@ -818,15 +736,14 @@ def _classify_ooxml(
     return kind, what
 
 
-def _classify_odf(
-    zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo]
-) -> tuple[FileKind, str] | None:
+def _classify_odf(pkg: Package) -> tuple[FileKind, str] | None:
+    by_name = pkg.by_key
     mimetype = ""
     if "mimetype" in by_name:
-        mimetype = _peek(zf, by_name["mimetype"], 256).decode("ascii", errors="replace").strip()
+        mimetype = _peek(pkg, by_name["mimetype"], 256).decode("ascii", errors="replace").strip()
     manifest = ""
     if "meta-inf/manifest.xml" in by_name:
-        manifest = _xml_text(_peek(zf, by_name["meta-inf/manifest.xml"]), "META-INF/manifest.xml")
+        manifest = _xml_text(_peek(pkg, by_name["meta-inf/manifest.xml"]), "META-INF/manifest.xml")
     if not mimetype.startswith("application/vnd.oasis.opendocument"):
         if "opendocument.spreadsheet" not in manifest:
             return None
