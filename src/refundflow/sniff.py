@@ -8,8 +8,8 @@ its central directory by :class:`~refundflow.zipread.Package` (declared sizes, c
 within the limits of ``[parse] max_file_mb``), at most ``PEEK_BYTES``-sized reads of
 ``[Content_Types].xml`` and the workbook part, and one pass over every part's bytes in bounded
 pieces (DTDs, VBA projects, relationships that run or fetch something); an OLE compound file is
-walked by a small bounds-checked reader instead of a parser. The zip checks are in :mod:`sniff_zip`, the
-OLE and BIFF ones in :mod:`sniff_ole`, the kinds in :mod:`sniffkinds`.
+walked by a small bounds-checked reader instead of a parser. The zip checks are in
+:mod:`sniff_zip`, the OLE and BIFF ones in :mod:`sniff_ole`, the kinds in :mod:`sniffkinds`.
 
 Only :attr:`FileKind.XLSX` and :attr:`FileKind.STRICT_XLSX` are candidates for the form reader
 (see :attr:`Sniffed.accepted`); everything else carries a Chinese ``description`` and ``hint``
