@@ -3,7 +3,7 @@
 The order of work is what makes a kill -9 at any instant safe:
 
 1. archive the received bytes (write-once, fsynced) — before anything else;
-2. decide (sniff, read in the sandbox, validate, route) and build every output in memory;
+2. decide (sniff and read in the sandbox, validate, route) and build every output in memory;
 3. archive the outputs, then commit receipt + event + form state + planned deliveries in ONE
    ledger transaction;
 4. deliver (idempotent), then remove the file from ``inbox/``, then mark the receipt done.
