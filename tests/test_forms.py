@@ -80,7 +80,6 @@ EXPECTED = RefundForm(
     template_version=layout.TEMPLATE_VERSION,
     sheet=layout.REFUND_SHEET,
     cells={f.name: f.cell for f in layout.REFUND_FIELDS},
-    located_by="names",
 )
 
 
@@ -102,12 +101,11 @@ def read_ok(data: bytes) -> RefundForm:
     return reading.form
 
 
-def same_record(form: RefundForm, *, located_by: str = "names", moved: int = 0) -> None:
+def same_record(form: RefundForm, *, moved: int = 0) -> None:
     """``form`` holds EXPECTED's values (cells moved down by ``moved`` rows)."""
     assert form.canonical() == EXPECTED.canonical()
     for f in layout.REFUND_FIELDS:
         assert form.value(f.name) == EXPECTED.value(f.name), f.name
-    assert form.located_by == located_by
     row_moved = {
         name: layout.rc_to_cell(layout.cell_to_rc(c)[0] + moved, layout.cell_to_rc(c)[1])
         for name, c in EXPECTED.cells.items()
@@ -140,16 +138,8 @@ def test_reads_back_what_was_filled_in(filled: bytes) -> None:
 def test_empty_template_reads_as_empty_form(template: bytes) -> None:
     form = read_ok(template)
     assert form.reporting_dept == "客服部"
-    assert all(entry.is_empty() for entry in form.blocks.values())
+    assert all(entry == BlockEntry(None, None, None, None) for entry in form.blocks.values())
     assert form.template_version == layout.TEMPLATE_VERSION
-
-
-def test_block_entries_know_when_they_are_complete(filled: bytes) -> None:
-    form = read_ok(filled)
-    assert form.blocks["tech"].is_complete()
-    assert not form.blocks["cashier"].is_complete()
-    assert not form.blocks["cashier"].is_empty()
-    assert form.blocks["admin"].is_empty()
 
 
 def test_value_by_defined_name(filled: bytes) -> None:
@@ -287,7 +277,7 @@ def test_names_deleted_falls_back_to_labels(filled: bytes) -> None:
     for name in list(wb.defined_names):
         del wb.defined_names[name]
     form = read_ok(to_bytes(wb))
-    same_record(form, located_by="labels")
+    same_record(form)
     assert form.template_version == layout.TEMPLATE_VERSION  # the custom property remains
 
 
@@ -297,7 +287,7 @@ def test_names_broken_to_ref_errors_falls_back_to_labels(filled: bytes) -> None:
             return re.sub(rb"'[^'<]+'!\$[A-F]\$\d+", b"#REF!", data)
         return data
 
-    same_record(read_ok(rewrite_parts(filled, edit)), located_by="labels")
+    same_record(read_ok(rewrite_parts(filled, edit)))
 
 
 def test_rows_inserted_above_with_names_moved(filled: bytes) -> None:
@@ -306,13 +296,13 @@ def test_rows_inserted_above_with_names_moved(filled: bytes) -> None:
 
 def test_rows_inserted_above_without_names(filled: bytes) -> None:
     form = read_ok(insert_rows_above(filled, 3, names="delete"))
-    same_record(form, located_by="labels", moved=3)
+    same_record(form, moved=3)
 
 
 def test_rows_inserted_above_with_stale_names(filled: bytes) -> None:
     # The names still point at the old cells: the labels next to them are wrong, labels win.
     form = read_ok(insert_rows_above(filled, 2, names="stale"))
-    same_record(form, located_by="labels", moved=2)
+    same_record(form, moved=2)
 
 
 def test_wps_style_wrong_dimension(filled: bytes) -> None:
@@ -593,7 +583,6 @@ def test_reading_says_when_only_the_version_mark_is_missing(filled: bytes) -> No
         return None if name == "docProps/custom.xml" else data
 
     by_labels = read_form(rewrite_parts(filled, no_names_at_all))
-    assert by_labels.form.located_by == "labels"
     assert by_labels.version_mark_missing
 
 

@@ -20,7 +20,7 @@ from refundflow.cli import cli
 from refundflow.config import load_config, parse_config
 from refundflow.handover import HandoverWriter, current_shift
 from refundflow.handover_check import check_handover
-from refundflow.handover_intake import read_handover
+from refundflow.handoverread import read_handover
 from refundflow.ledger import Ledger
 from refundflow.workspace import Workspace
 

@@ -16,7 +16,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from refundflow import layout, templates
 from refundflow.config import Config
-from refundflow.handover_intake import read_handover
+from refundflow.handoverread import read_handover
 
 from office import (
     needs_soffice,

@@ -17,7 +17,7 @@ import struct
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,6 +29,7 @@ import xlsxwriter
 from refundflow.errors import FormReadError
 from refundflow.layout import HISTORY_SHEET, REFUND_SHEET, RETURN_SHEET
 from refundflow.xlsxpatch import HIGHLIGHT_RGB, Patch, PatchError, apply_patch
+from refundflow.zipread import DEFAULT_LIMITS
 
 from office import soffice_convert, ssconvert
 
@@ -671,12 +672,10 @@ def test_bad_patch_raises_patch_error(source: bytes, patch: Patch, message: str)
         apply_patch(source, patch)
 
 
-def test_zip_bomb_part_is_refused(source: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    import refundflow.xlsxpatch.zipio as xp
-
-    monkeypatch.setattr(xp, "MAX_PART_BYTES", 100)
+def test_zip_bomb_part_is_refused(source: bytes) -> None:
+    limits = replace(DEFAULT_LIMITS, loaded_part_bytes=100)
     with pytest.raises(PatchError, match="过大"):
-        apply_patch(source, Patch(REFUND_SHEET, {"B2": "x"}))
+        apply_patch(source, Patch(REFUND_SHEET, {"B2": "x"}), limits=limits)
 
 
 MARK = {"refundflow_template": '"refundflow-2026.1"'}

@@ -510,5 +510,6 @@ DEFAULT_CONFIG_TEXT = """\
 [parse]
 # timeout_seconds = 20
 # memory_mb = 1024
+# max_file_mb: 更大的文件不读取直接退回;也按比例决定工作簿压缩包的上限(部件数、解压后大小)
 # max_file_mb = 20
 """

@@ -1,11 +1,14 @@
 """Read a filled 退款申请表 (untrusted bytes) back into a typed record, fast.
 
 Values come from python-calamine, reading only the form's sheet. Where the fields are comes from
-the workbook-scope defined names in ``xl/workbook.xml`` (read with :mod:`zipfile` and a bounded
-read, not openpyxl, which costs ~80 ms per file), and, when a spreadsheet program or a person
+the workbook-scope defined names in ``xl/workbook.xml`` (read with :mod:`zipread`'s bounded
+reader, not openpyxl, which costs ~80 ms per file), and, when a spreadsheet program or a person
 dropped or broke them, from the printed labels plus the offsets in :mod:`layout`.
 
 Everything here returns picklable values: :func:`read_form` runs in a sandboxed worker process.
+This module holds the record and turns cells into values; :mod:`formpackage` reads the parts
+of the zip (workbook.xml, styles, formulas) and :mod:`formgrid` the sheet and where each
+field is on it.
 
 Round-trip findings that shaped this module (see tests/test_forms.py):
 
@@ -21,57 +24,50 @@ Round-trip findings that shaped this module (see tests/test_forms.py):
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
-import functools
 import io
-import posixpath
-import re
-import zipfile
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from xml.etree import ElementTree
 
 import python_calamine as calamine
 
 from . import layout, normalize
-from .errors import FileRejected, FormReadError, Reason
+from .errors import Reason
+from .formgrid import (
+    ANCHORS,
+    CALAMINE_ERRORS,
+    Grid,
+    calamine_failure,
+    foreign,
+    history,
+    load_grid,
+    locate,
+)
+from .formpackage import (
+    cell_styles,
+    custom_version,
+    formulas_in,
+    open_zip,
+    parse_ref,
+    parse_workbook,
+    parse_xml,
+    read_part,
+    string_constant,
+    styles_showing_time,
+    workbook_part,
+    worksheet_part,
+)
 from .layout import Field, Kind
+from .zipread import DEFAULT_LIMITS, Package, ZipLimits
 
 __all__ = ["BlockEntry", "FieldProblem", "FormReading", "RefundForm", "read_form"]
 
-TEMPLATE_HINT = f"请使用 templates/{layout.REFUND_TEMPLATE_FILE} 模板填写"
 
-# Bounded reads: the parts we parse ourselves are small in any honest workbook (our
-# workbook.xml is ~5 KB); anything far larger is hostile or not ours.
-_MAX_WORKBOOK_XML = 4 << 20
-_MAX_SMALL_PART = 1 << 20
-# Labels are looked for in the first rows only; the form has 28 and people insert a few.
-_LABEL_SCAN_ROWS = 300
-# Rows read at most, even if a defined name points further down.
-_MAX_ROWS = 20_000
-_LABEL_MAX_LEN = 64
-# The form sheet is searched for formulas in chunks of this many bytes: memory stays bounded
-# whatever the size of the sheet.
-_CHUNK = 64 * 1024
-
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-# No DTDs in OOXML: refusing them rules out entity-expansion tricks, wherever in a part they are.
-_DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
-_ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
-_OFFICE_DOCUMENT = "/officeDocument"  # relationship type suffix, transitional and strict
 _IGNORED_SHEETS = frozenset({layout.RETURN_SHEET, layout.HISTORY_SHEET, layout.LISTS_SHEET})
 
-# `'退款申请表'!$B$2`, `退款申请表!$B$2`, `$B$2:$C$2`, `='It''s'!B2` → sheet, column, row.
-_REF = re.compile(
-    r"""^=?\s*(?:(?P<sheet>'(?:[^']|'')+'|[^'!]+)!)?"""
-    r"""\$?(?P<col>[A-Za-z]{1,3})\$?(?P<row>\d{1,7})"""
-    r"""(?::\$?[A-Za-z]{1,3}\$?\d{1,7})?\s*$"""
-)
 
 _BLOCK_PART_LABELS = {
     "opinion": "处理意见",
@@ -104,17 +100,6 @@ class BlockEntry:
     date: dt.datetime | None
     approval: str | None
 
-    def is_empty(self) -> bool:
-        return (
-            self.opinion is None
-            and self.by is None
-            and self.date is None
-            and (self.approval is None)
-        )
-
-    def is_complete(self) -> bool:
-        return None not in (self.opinion, self.by, self.date, self.approval)
-
 
 @dataclass(frozen=True)
 class RefundForm:
@@ -135,7 +120,6 @@ class RefundForm:
     template_version: str | None
     sheet: str  # name of the sheet holding the form
     cells: Mapping[str, str]  # defined name -> A1 cell where it was found (absent: not found)
-    located_by: str  # "names" | "labels" ("labels" if any field needed the labels)
     # Text of the cells whose value had a problem (the value itself is None), so that
     # canonical() still changes when someone corrects a bad value to another bad value.
     raw: Mapping[str, str] = field(default_factory=dict)
@@ -197,27 +181,6 @@ class FormReading:
         return self.form.template_version is None and self.form.has_current_layout()
 
 
-def _history(
-    wb: calamine.CalamineWorkbook, sheet_names: list[str]
-) -> tuple[int | None, str | None]:
-    """How many hand-offs the 流转记录 sheet lists, and the copy token in its header row."""
-    if layout.HISTORY_SHEET not in sheet_names:
-        return None, None
-    try:
-        rows = wb.get_sheet_by_name(layout.HISTORY_SHEET).to_python(skip_empty_area=False)
-    except _CALAMINE_ERRORS:
-        return None, None
-    token = next(
-        (
-            v.removeprefix(layout.COPY_TOKEN_LABEL).strip()
-            for v in (rows[0] if rows else ())
-            if isinstance(v, str) and v.startswith(layout.COPY_TOKEN_LABEL)
-        ),
-        None,
-    )
-    return max(0, sum(1 for r in rows if any(v not in ("", None) for v in r)) - 1), token
-
-
 def _block_attr(f: Field) -> str:
     if f.name == "admin_followup":
         return "opinion"
@@ -234,339 +197,6 @@ def field_label(f: Field) -> str:
     return f"{title}·{_BLOCK_PART_LABELS[_block_attr(f)]}"
 
 
-# --- opening the package ---------------------------------------------------------------------
-
-
-def _rejected(reason: Reason, message: str, hint: str = "") -> FileRejected:
-    return FileRejected(message, reason=reason, hint=hint)
-
-
-def _open_zip(data: bytes) -> zipfile.ZipFile:
-    if data.startswith(_OLE_MAGIC):
-        # An OLE container is either an encrypted OOXML package or a legacy .xls/.et file.
-        if _ENCRYPTED_STREAM in data:
-            raise _rejected(
-                Reason.ENCRYPTED, "文件设置了打开密码,无法读取", "请取消密码后重新保存再放入"
-            )
-        raise _rejected(
-            Reason.UNSUPPORTED_FORMAT,
-            "这是旧版 Excel(.xls)格式的文件",
-            "请在 Excel/WPS 中另存为 .xlsx 格式后再放入",
-        )
-    if not data.startswith(b"PK"):
-        raise _rejected(Reason.NOT_A_WORKBOOK, "这不是 Excel 工作簿(.xlsx)文件", TEMPLATE_HINT)
-    try:
-        return zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
-        raise _rejected(
-            Reason.CORRUPT, f"文件已损坏,无法打开({exc})", "请重新保存或重新复制一份"
-        ) from None
-
-
-def _read_part(zf: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
-    """A zip member's bytes, at most ``limit``; ``None`` when the member does not exist."""
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        return None
-    try:
-        with zf.open(info) as fh:
-            data = fh.read(limit + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-            RuntimeError, ValueError) as exc:  # fmt: skip
-        # RuntimeError: a password-protected zip member; NotImplementedError: odd compression.
-        raise _rejected(
-            Reason.CORRUPT, f"文件已损坏,无法读取 {name}({exc})", "请重新保存或重新复制一份"
-        ) from None
-    if len(data) > limit:
-        raise _rejected(Reason.TOO_LARGE, f"文件中的 {name} 大得不正常", TEMPLATE_HINT)
-    return data
-
-
-def _parse_xml(data: bytes, part: str) -> ElementTree.Element:
-    # The whole part, decoded first: a UTF-16 part spells "<!DOCTYPE" with NUL bytes between.
-    if _DTD.search(_xml_decoder(data[:4]).decode(data, final=True)):
-        raise _rejected(Reason.CORRUPT, f"文件中的 {part} 格式不正确", TEMPLATE_HINT)
-    try:
-        return ElementTree.fromstring(data)
-    except ElementTree.ParseError as exc:
-        raise _rejected(
-            Reason.CORRUPT, f"文件已损坏:{part} 无法解析({exc})", "请重新保存或重新复制一份"
-        ) from None
-
-
-def _local(tag: str) -> str:
-    """Tag or attribute name without its namespace: transitional and strict OOXML alike."""
-    return tag.rpartition("}")[2]
-
-
-def _workbook_part(zf: zipfile.ZipFile) -> str:
-    names = set(zf.namelist())
-    if "xl/workbook.xml" in names:
-        return "xl/workbook.xml"
-    rels = _read_part(zf, "_rels/.rels", _MAX_SMALL_PART)
-    if rels is not None:
-        for rel in _parse_xml(rels, "_rels/.rels").iter():
-            if _local(rel.tag) == "Relationship" and rel.get("Type", "").endswith(_OFFICE_DOCUMENT):
-                target = rel.get("Target", "").lstrip("/")
-                if target in names and target.endswith(".xml"):
-                    return target
-    if "mimetype" in names or "content.xml" in names:
-        raise _rejected(
-            Reason.UNSUPPORTED_FORMAT,
-            "这是 OpenDocument(.ods)等格式的文件,不是 .xlsx",
-            "请另存为 Excel 2007-365 (.xlsx) 格式后再放入",
-        )
-    raise _rejected(Reason.NOT_A_WORKBOOK, "这不是 Excel 工作簿(.xlsx)文件", TEMPLATE_HINT)
-
-
-@dataclass
-class _Book:
-    sheets: list[tuple[str, str]] = field(default_factory=list)  # (name, state) in order
-    names: dict[str, str] = field(default_factory=dict)  # workbook scope: name -> formula
-    sheet_rids: dict[str, str] = field(default_factory=dict)  # sheet name -> relationship id
-    local_names: dict[str, str] = field(default_factory=dict)  # first sheet-scope definition
-    date1904: bool = False
-
-
-def _parse_workbook(root: ElementTree.Element) -> _Book:
-    book = _Book()
-    for el in root.iter():
-        tag = _local(el.tag)
-        if tag == "sheet":
-            book.sheets.append((el.get("name", ""), el.get("state", "visible")))
-            # r:id in the transitional or the strict relationships namespace
-            ids = (v for k, v in el.attrib.items() if k.startswith("{") and _local(k) == "id")
-            if (rid := next(ids, None)) is not None:
-                book.sheet_rids.setdefault(el.get("name", ""), rid)
-        elif tag == "definedName":
-            name = el.get("name", "")
-            if not name or name.startswith("_xlnm.") or el.text is None:
-                continue
-            target = book.names if el.get("localSheetId") is None else book.local_names
-            target.setdefault(name, el.text)
-        elif tag == "workbookPr":
-            book.date1904 = el.get("date1904", "").lower() in ("1", "true")
-    return book
-
-
-@functools.lru_cache(maxsize=4096)  # every form repeats the template's references
-def _parse_ref(formula: str) -> tuple[str | None, int, int] | None:
-    """``'退款申请表'!$B$2`` -> ``("退款申请表", 1, 1)``; a range gives its top-left cell."""
-    m = _REF.match(formula.strip())
-    if m is None:  # #REF!, constants, formulas, 3-D references
-        return None
-    sheet = m["sheet"]
-    if sheet is not None and sheet.startswith("'"):
-        sheet = sheet[1:-1].replace("''", "'")
-    row, col = layout.cell_to_rc(f"{m['col'].upper()}{m['row']}")
-    if row < 0 or col < 0 or col >= 16_384:
-        return None
-    return sheet, row, col
-
-
-def _string_constant(formula: str) -> str | None:
-    """``"refundflow-2026.1"`` or ``="refundflow-2026.1"`` -> ``refundflow-2026.1``."""
-    s = formula.strip().removeprefix("=").strip()
-    if len(s) >= 2 and s[0] == s[-1] == '"':
-        return s[1:-1].replace('""', '"')
-    return None
-
-
-def _custom_version(zf: zipfile.ZipFile) -> str | None:
-    data = _read_part(zf, "docProps/custom.xml", _MAX_SMALL_PART)
-    if data is None:
-        return None
-    for el in _parse_xml(data, "docProps/custom.xml").iter():
-        if _local(el.tag) == "property" and el.get("name") == layout.VERSION_PROPERTY:
-            for child in el:
-                if child.text and child.text.strip():
-                    return child.text.strip()
-    return None
-
-
-# --- formulas in the input cells -------------------------------------------------------------
-
-# A formula element in any namespace prefix (<f>, <x:f>); text cannot hold a "<", so outside
-# comments this is always markup. A false hit only costs the exact parse below.
-_FORMULA_TAG = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
-_OVERLAP = 16  # longer than any pattern above, so a match split across two chunks is seen
-
-
-def _sheet_part(zf: zipfile.ZipFile, workbook_part: str, rid: str) -> str | None:
-    """The zip member of the worksheet with relationship id ``rid``, if it can be found."""
-    folder, base = posixpath.split(workbook_part)
-    rels = _read_part(zf, posixpath.join(folder, "_rels", f"{base}.rels"), _MAX_SMALL_PART)
-    if rels is None:
-        return None
-    by_folded = {n.casefold(): n for n in zf.namelist()}
-    for rel in _parse_xml(rels, "workbook.xml.rels").iter():
-        if _local(rel.tag) == "Relationship" and rel.get("Id") == rid:
-            target = rel.get("Target", "").replace("\\", "/")
-            path = target if target.startswith("/") else posixpath.join(folder, target)
-            return by_folded.get(posixpath.normpath(path).lstrip("/").casefold())
-    return None
-
-
-def _xml_decoder(head: bytes) -> codecs.IncrementalDecoder:
-    """An incremental decoder for an XML part, from its first bytes (UTF-16 with or without BOM).
-
-    UTF-8 is decoded as Latin-1, which is much faster and never fails: only ASCII markup is
-    searched in the text, and no byte of a multi-byte UTF-8 character is ASCII.
-    """
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encoding = "utf-16"
-    elif head.startswith(b"\x00<"):
-        encoding = "utf-16-be"
-    elif head.startswith(b"<\x00"):
-        encoding = "utf-16-le"
-    else:
-        encoding = "latin-1"
-    return codecs.getincrementaldecoder(encoding)(errors="replace")
-
-
-def _has_formula(zf: zipfile.ZipFile, part: str) -> bool:
-    """Whether the part has a formula element, read in chunks (DTDs refused, memory bounded)."""
-    found = False
-    with _open_member(zf, part) as fh:
-        decoder: codecs.IncrementalDecoder | None = None
-        tail = ""
-        while chunk := _read_chunk(fh, part):
-            if decoder is None:
-                decoder = _xml_decoder(chunk[:4])
-            text = tail + decoder.decode(chunk)
-            if _DTD.search(text):
-                raise _rejected(Reason.CORRUPT, f"文件中的 {part} 格式不正确", TEMPLATE_HINT)
-            found = found or _FORMULA_TAG.search(text) is not None
-            tail = text[-_OVERLAP:]
-    return found
-
-
-def _open_member(zf: zipfile.ZipFile, part: str) -> Any:
-    try:
-        return zf.open(part)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-            RuntimeError, ValueError) as exc:  # fmt: skip
-        raise _rejected(
-            Reason.CORRUPT, f"文件已损坏,无法读取 {part}({exc})", "请重新保存或重新复制一份"
-        ) from None
-
-
-def _read_chunk(fh: Any, part: str) -> bytes:
-    try:
-        data: bytes = fh.read(_CHUNK)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise _rejected(
-            Reason.CORRUPT, f"文件已损坏,无法读取 {part}({exc})", "请重新保存或重新复制一份"
-        ) from None
-    return data
-
-
-def _cell_events(
-    zf: zipfile.ZipFile, part: str, *, strict: bool
-) -> Iterator[tuple[str, str, ElementTree.Element, int, int]]:
-    """Stream a worksheet part as (event, tag, element, row, col), rows let go once read.
-
-    ``strict``: XML that does not parse is a damaged file (FileRejected); otherwise the walk
-    just ends there. Memory stays bounded however large the sheet is.
-    """
-    # Any: typeshed's event union includes shapes that "start"/"end" events never have.
-    parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
-    row, col = -1, -1
-    rows_box: ElementTree.Element | None = None  # <sheetData>, emptied after every row
-    with _open_member(zf, part) as fh:
-        while chunk := _read_chunk(fh, part):
-            try:
-                parser.feed(chunk)
-                events: list[tuple[str, ElementTree.Element]] = list(parser.read_events())
-            except ElementTree.ParseError as exc:
-                if not strict:
-                    return
-                raise _rejected(
-                    Reason.CORRUPT, f"文件已损坏:{part} 无法解析({exc})", "请重新保存或重新复制一份"
-                ) from None
-            for event, el in events:
-                tag = _local(el.tag)
-                if event == "start" and tag == "sheetData":
-                    rows_box = el
-                elif event == "start" and tag == "row":
-                    r = el.get("r", "")
-                    row = int(r) - 1 if r.isdigit() else row + 1
-                    col = -1
-                elif event == "start" and tag == "c":
-                    ref = _parse_ref(el.get("r", ""))
-                    row, col = (ref[1], ref[2]) if ref is not None else (row, col + 1)
-                yield event, tag, el, row, col
-                if event == "end" and tag == "row" and rows_box is not None:
-                    rows_box.clear()
-
-
-def _cell_styles(zf: zipfile.ZipFile, part: str, cells: set[str]) -> dict[str, int]:
-    """A1 address -> style index (``s``) of the given cells of a worksheet part."""
-    wanted = {layout.cell_to_rc(c): c for c in cells}
-    found: dict[str, int] = {}
-    for event, tag, el, row, col in _cell_events(zf, part, strict=False):
-        if event == "start" and tag == "c" and (row, col) in wanted:
-            style = el.get("s", "0")
-            if style.isdigit():
-                found[wanted[row, col]] = int(style)
-    return found
-
-
-# Built-in number formats that show the time of day (ECMA-376 18.8.30, and the CJK ones).
-_BUILTIN_TIME_FORMATS = frozenset({18, 19, 20, 21, 22, 32, 33, 34, 35, 45, 46, 47, 55, 56})
-_FORMAT_LITERALS = re.compile(r'"[^"]*"|\\.|\[[^\]]*\]')
-
-
-def _styles_showing_time(zf: zipfile.ZipFile, workbook_part: str) -> set[int]:
-    """Indices of the cell styles whose number format shows hours (``hh:mm`` and the like)."""
-    folder = posixpath.dirname(workbook_part)
-    by_folded = {n.casefold(): n for n in zf.namelist()}
-    name = by_folded.get(posixpath.join(folder, "styles.xml").casefold())
-    data = _read_part(zf, name, _MAX_SMALL_PART * 8) if name else None
-    if data is None:
-        return set()
-    custom: dict[int, str] = {}
-    shows: set[int] = set()
-    index = 0
-    in_xfs = False
-    for el in _parse_xml(data, "styles.xml").iter():
-        tag = _local(el.tag)
-        if tag == "numFmt":
-            custom_id = el.get("numFmtId", "")
-            if custom_id.isdigit():
-                custom[int(custom_id)] = el.get("formatCode", "")
-        elif tag == "cellXfs":
-            in_xfs = True
-        elif tag == "xf" and in_xfs:
-            fid_text = el.get("numFmtId", "0")
-            fid = int(fid_text) if fid_text.isdigit() else 0
-            code = _FORMAT_LITERALS.sub("", custom.get(fid, "")).lower()
-            if fid in _BUILTIN_TIME_FORMATS or "h" in code:
-                shows.add(index)
-            index += 1
-        elif tag == "cellStyleXfs":
-            in_xfs = False
-    return shows
-
-
-def _formulas_in(zf: zipfile.ZipFile, part: str, cells: Mapping[str, str]) -> dict[str, str]:
-    """A1 address -> formula text of the field ``cells`` that hold a formula.
-
-    Values are read by calamine, which returns a formula cell's cached value: that value is
-    whatever the last writer stored, not what an office program shows after recalculating
-    (``=26850`` cached as ``268.5``). So the input cells are checked for formulas here.
-    """
-    if not cells or not _has_formula(zf, part):
-        return {}
-    wanted = {layout.cell_to_rc(c): c for c in cells.values()}
-    found: dict[str, str] = {}
-    for event, tag, el, row, col in _cell_events(zf, part, strict=True):
-        if event == "end" and tag == "f" and (row, col) in wanted:
-            found[wanted[row, col]] = (el.text or "").strip()
-    return found
-
-
 def _formula_problem(f: Field, cell: str, formula: str) -> FieldProblem:
     label = field_label(f)
     shown = f"={formula[:40]}{'…' if len(formula) > 40 else ''}" if formula else "共享公式"
@@ -576,104 +206,6 @@ def _formula_problem(f: Field, cell: str, formula: str) -> FieldProblem:
         cell,
         Reason.FORMULA,
         f"{label}({cell})填写的是公式“{shown}”,显示的值不可信:请直接填写数值,不要使用公式",
-    )
-
-
-# --- the form's sheet ------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=4096)  # the same labels come back in every form
-def _label_key(s: str) -> str:
-    """A printed label as compared: half-width, no whitespace, no trailing colon."""
-    return "".join(normalize.half_width(s).split()).rstrip(":")
-
-
-_ANCHORS: frozenset[str] = frozenset(_label_key(f.anchor) for f in layout.REFUND_FIELDS)
-
-
-class _Grid:
-    """The calamine values of one sheet, addressed by absolute zero-based (row, column)."""
-
-    def __init__(
-        self,
-        rows: list[list[Any]],
-        origin: tuple[int, int],
-        merged: list[tuple[tuple[int, int], tuple[int, int]]],
-    ) -> None:
-        self.rows = rows
-        self.r0, self.c0 = origin
-        self.merged = merged
-        # Cells covered by a merge -> its top-left, for the usual handful of small merges; a
-        # file with huge merged areas is looked up range by range instead (no giant dict).
-        self._covered: dict[tuple[int, int], tuple[int, int]] | None = None
-        if sum((r2 - r1 + 1) * (c2 - c1 + 1) for (r1, c1), (r2, c2) in merged) <= 10_000:
-            self._covered = {
-                (r, c): (r1, c1)
-                for (r1, c1), (r2, c2) in merged
-                for r in range(r1, r2 + 1)
-                for c in range(c1, c2 + 1)
-            }
-
-    def top_left(self, row: int, col: int) -> tuple[int, int]:
-        """The cell holding the value shown at (row, col): a merged range's top-left."""
-        if self._covered is not None:
-            return self._covered.get((row, col), (row, col))
-        for (r1, c1), (r2, c2) in self.merged:
-            if r1 <= row <= r2 and c1 <= col <= c2:
-                return r1, c1
-        return row, col
-
-    def get(self, row: int, col: int) -> object:
-        r, c = row - self.r0, col - self.c0
-        if 0 <= r < len(self.rows) and 0 <= c < len(self.rows[r]):
-            return self.rows[r][c]
-        return None
-
-    def anchors(self) -> dict[str, tuple[int, int]]:
-        """Anchor label -> its first cell, in reading order, within the scanned rows."""
-        found: dict[str, tuple[int, int]] = {}
-        for r, row in enumerate(self.rows[:_LABEL_SCAN_ROWS]):
-            for c, v in enumerate(row):
-                if isinstance(v, str) and v and len(v) <= _LABEL_MAX_LEN:
-                    key = _label_key(v)
-                    if key in _ANCHORS and key not in found:
-                        found[key] = (r + self.r0, c + self.c0)
-        return found
-
-
-def _calamine_failure(exc: Exception) -> FileRejected:
-    if isinstance(exc, calamine.PasswordError):
-        return _rejected(Reason.ENCRYPTED, "文件设置了密码,无法读取", "请取消密码后重新保存再放入")
-    return _rejected(
-        Reason.CORRUPT, f"文件已损坏,无法读取表格内容({exc})", "请重新保存或重新复制一份"
-    )
-
-
-_CALAMINE_ERRORS = (calamine.CalamineError, ValueError, OSError, TypeError)
-
-
-def _load_grid(wb: calamine.CalamineWorkbook, sheet: str, *, rows_needed: int) -> _Grid:
-    try:
-        ws = wb.get_sheet_by_name(sheet)
-        start = ws.start
-        if start is None:  # an empty sheet
-            return _Grid([], (0, 0), [])
-        # skip_empty_area=True: the output starts at ws.start (leading empty rows and columns
-        # dropped), and nrows counts from there.
-        nrows = max(rows_needed - start[0], _LABEL_SCAN_ROWS)
-        rows = ws.to_python(skip_empty_area=True, nrows=min(nrows, _MAX_ROWS))
-        merged = ws.merged_cell_ranges or []
-    except _CALAMINE_ERRORS as exc:
-        raise _calamine_failure(exc) from None
-    return _Grid(rows, start, merged)
-
-
-def _foreign(sheet_names: list[str]) -> FormReadError:
-    shown = "、".join(sheet_names[:5]) or "(没有工作表)"
-    return FormReadError(
-        f"这不是退款申请表:找不到“编号”“订单号”“金额”“技术部处理意见”等栏目(工作表:{shown})",
-        reason=Reason.FOREIGN_WORKBOOK,
-        hint=TEMPLATE_HINT,
     )
 
 
@@ -711,67 +243,46 @@ def _normaliser(kind: Kind, *, date1904: bool) -> _Normaliser:
     return _NORMALISERS[kind]
 
 
-def _locate(
-    f: Field,
-    named: tuple[int, int] | None,
-    anchors: Mapping[str, tuple[int, int]],
-    grid: _Grid,
-) -> tuple[tuple[int, int] | None, str]:
-    """Where field ``f`` is, and how it was found ("names" / "labels" / "")."""
-    anchor = anchors.get(_label_key(f.anchor))
-    dr, dc = f.offset
-    labeled = None if anchor is None else (anchor[0] + dr, anchor[1] + dc)
-    if named is not None:
-        if labeled is None or labeled == named:
-            return named, "names"
-        # Both exist and disagree: trust the name if its label is where the layout puts it
-        # (the printed label also occurs elsewhere), else the name is stale (a tool inserted
-        # rows without updating names) and the label wins.
-        label_cell = grid.get(*grid.top_left(named[0] - dr, named[1] - dc))
-        if isinstance(label_cell, str) and _label_key(label_cell) == _label_key(f.anchor):
-            return named, "names"
-        return labeled, "labels"
-    return labeled, ("labels" if labeled is not None else "")
-
-
-def read_form(data: bytes) -> FormReading:
+def read_form(
+    data: bytes, *, limits: ZipLimits = DEFAULT_LIMITS, package: Package | None = None
+) -> FormReading:
     """Read a filled refund form from the bytes of an ``.xlsx`` file.
 
     Raises :class:`FileRejected` (``NOT_A_WORKBOOK``, ``UNSUPPORTED_FORMAT``, ``ENCRYPTED``,
     ``CORRUPT``, ``TOO_LARGE``) for files that are not readable workbooks and
     :class:`FormReadError` (``FOREIGN_WORKBOOK``) for workbooks that are not our form. Problems
     with single values do not raise: they are collected in :attr:`FormReading.problems`.
+    ``package``: the zip as :mod:`sniff` already opened it (its central directory is parsed
+    once); ``limits`` bound what is read (``[parse] max_file_mb``).
     """
-    zf = _open_zip(data)
-    # Left open for the formula check at the end: it reads from memory, so there is nothing to
-    # release but references.
-    part = _workbook_part(zf)
-    workbook_xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
-    assert workbook_xml is not None  # _workbook_part checked it exists
-    book = _parse_workbook(_parse_xml(workbook_xml, part))
-    version = _custom_version(zf)
+    pkg = package if package is not None else open_zip(data, limits)
+    part = workbook_part(pkg)
+    workbook_xml = read_part(pkg, part)
+    assert workbook_xml is not None  # workbook_part checked it exists
+    book = parse_workbook(parse_xml(workbook_xml, part))
+    version = custom_version(pkg)
     if version is None:
         version_name = book.names.get(layout.VERSION_PROPERTY)
-        version = _string_constant(version_name) if version_name else None
+        version = string_constant(version_name) if version_name else None
 
     try:
         wb = calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
         sheet_names = list(wb.sheet_names)
-    except _CALAMINE_ERRORS as exc:
-        raise _calamine_failure(exc) from None
+    except CALAMINE_ERRORS as exc:
+        raise calamine_failure(exc) from None
     by_folded = {s.casefold(): s for s in sheet_names}
 
     # Defined names of our fields, with the sheet they point to (None: no sheet in the ref).
     refs: dict[str, tuple[str | None, int, int]] = {}
     for f in layout.REFUND_FIELDS:
         formula = book.names.get(f.name) or book.local_names.get(f.name)
-        ref = _parse_ref(formula) if formula else None
+        ref = parse_ref(formula) if formula else None
         if ref is not None:
             sheet = ref[0]
             refs[f.name] = (by_folded.get(sheet.casefold(), "") if sheet else None, *ref[1:])
 
     counts = Counter(s for s, _, _ in refs.values() if s and s not in _IGNORED_SHEETS)
-    grid: _Grid | None = None
+    grid: Grid | None = None
     if counts:
         sheet = counts.most_common(1)[0][0]
     elif layout.REFUND_SHEET in sheet_names:
@@ -781,22 +292,22 @@ def read_form(data: bytes) -> FormReading:
         for candidate in sheet_names:
             if candidate in _IGNORED_SHEETS or states.get(candidate, "visible") != "visible":
                 continue
-            g = _load_grid(wb, candidate, rows_needed=0)
-            if len(g.anchors()) * 2 >= len(_ANCHORS):
+            g = load_grid(wb, candidate, rows_needed=0)
+            if len(g.anchors()) * 2 >= len(ANCHORS):
                 sheet, grid = candidate, g
                 break
         else:
-            raise _foreign(sheet_names)
+            raise foreign(sheet_names)
 
     named: dict[str, tuple[int, int]] = {
         name: (r, c) for name, (s, r, c) in refs.items() if s is None or s == sheet
     }
     if grid is None:
         deepest = max((r for r, _ in named.values()), default=0)
-        grid = _load_grid(wb, sheet, rows_needed=deepest + 1)
+        grid = load_grid(wb, sheet, rows_needed=deepest + 1)
     anchors = grid.anchors()
-    if len(named) * 2 < len(layout.REFUND_FIELDS) and len(anchors) * 2 < len(_ANCHORS):
-        raise _foreign(sheet_names)
+    if len(named) * 2 < len(layout.REFUND_FIELDS) and len(anchors) * 2 < len(ANCHORS):
+        raise foreign(sheet_names)
 
     values: dict[str, object] = {}
     cells: dict[str, str] = {}
@@ -804,13 +315,11 @@ def read_form(data: bytes) -> FormReading:
     typed: dict[str, str] = {}
     problems: list[FieldProblem] = []
     midnight: set[str] = set()
-    used_labels = False
     for f in layout.REFUND_FIELDS:
-        where, how = _locate(f, named.get(f.name), anchors, grid)
+        where = locate(f, named.get(f.name), anchors, grid)
         if where is None:
             values[f.name] = None
             continue
-        used_labels = used_labels or how == "labels"
         where = grid.top_left(*where)
         cell = layout.rc_to_cell(*where)
         cells[f.name] = cell
@@ -830,19 +339,19 @@ def read_form(data: bytes) -> FormReading:
             problems.append(FieldProblem(f.name, label, cell, exc.reason, f"{label}({cell}){exc}"))
 
     rid = book.sheet_rids.get(sheet)
-    sheet_part = _sheet_part(zf, part, rid) if rid is not None else None
+    sheet_part = worksheet_part(pkg, part, rid) if rid is not None else None
     if midnight and sheet_part is not None:
         # A time of exactly 00:00 is a time when the cell shows hours (the template's cells
         # do): 2026-10-01 00:00 is not a date without its time.
-        styles = _cell_styles(zf, sheet_part, {cells[n] for n in midnight})
-        timed = _styles_showing_time(zf, part)
+        styles = cell_styles(pkg, sheet_part, {cells[n] for n in midnight})
+        timed = styles_showing_time(pkg, part)
         for name in midnight:
             moment = grid.get(*layout.cell_to_rc(cells[name]))
             if styles.get(cells[name], 0) in timed and isinstance(moment, dt.date):
                 values[name] = dt.datetime.combine(moment, dt.time(0, 0))
                 raw.pop(name, None)
                 problems = [p for p in problems if p.field != name]
-    formulas = _formulas_in(zf, sheet_part, cells) if sheet_part is not None else {}
+    formulas = formulas_in(pkg, sheet_part, cells) if sheet_part is not None else {}
     if formulas:
         for f in layout.REFUND_FIELDS:
             at = cells.get(f.name)
@@ -867,10 +376,9 @@ def read_form(data: bytes) -> FormReading:
         template_version=version,
         sheet=sheet,
         cells=cells,
-        located_by="labels" if used_labels or not named else "names",
         raw=raw,
         typed=typed,
         date1904=book.date1904,
     )
-    history_rows, copy_token = _history(wb, sheet_names)
+    history_rows, copy_token = history(wb, sheet_names)
     return FormReading(form, tuple(problems), history_rows, copy_token)

@@ -1,11 +1,8 @@
 """A filled shift handover sheet (客服部值班交接单) dropped in ``inbox/``: read, checked, routed.
 
-The processor asks the sandboxed worker :func:`probe` before it reads a refund form. The probe
-looks at ``workbook.xml`` only (sheet names and defined names, no cell is read) and answers
-None for anything that is not our handover sheet, so a refund form goes on exactly as before.
-For a handover sheet it reads the items with python-calamine by the template's defined names
-(the layout's cells where a program dropped the names, if the printed labels are beside them):
-the parent never opens the untrusted zip to read it, and openpyxl is not needed.
+The sandboxed worker tells a handover sheet from a refund form and reads its items
+(:mod:`handoverread`, called by :func:`examine.examine`): the parent never opens the untrusted
+zip to read it, and openpyxl is not needed.
 
 :func:`plan` then checks the items by the rules of :mod:`handover_check`:
 
@@ -25,30 +22,16 @@ so ``rebuild`` replays it to the same outcome and delivers nothing again.
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import python_calamine as calamine
-
 from . import layout, replies
 from .archive import free_names, safe_name, sha256
-from .errors import FileRejected, Reason
-from .forms import (
-    _CALAMINE_ERRORS,
-    _calamine_failure,
-    _label_key,
-    _load_grid,
-    _open_zip,
-    _parse_ref,
-    _parse_workbook,
-    _parse_xml,
-    _read_part,
-    _workbook_part,
-)
+from .errors import Reason
 from .handover_check import HandoverProblem, check_handover
+from .handoverread import HandoverReading
 from .inboxfile import sha256_of
 from .ledger import EventKind, Ledger, NewEvent
 from .replies import RETURN_HEADER
@@ -59,110 +42,10 @@ if TYPE_CHECKING:
 
 FILED = "交接单"  # refundsheets/交接单/YYYY-MM/: every accepted sheet
 ACCEPTED_SUFFIX = "已交接"
-# Bounded like the refund form's reader: our workbook.xml is a few KB.
-_MAX_WORKBOOK_XML = 4 << 20
 TEMPLATE_HINT = (
     f"请用 outbox/cs/ 中系统生成的{layout.HANDOVER_SHEET}"
     f"(或 templates/{layout.HANDOVER_TEMPLATE_FILE})填写后重新放入 inbox 文件夹"
 )
-
-
-@dataclass(frozen=True)
-class HandoverReading:
-    """What the worker read of a handover sheet (picklable: it comes back through a pipe)."""
-
-    sheet: str  # the sheet's name in workbook.xml
-    values: dict[str, str]  # defined name -> the item as text ('' when empty)
-    cells: dict[str, str]  # defined name -> the cell it was read from
-    not_found: tuple[str, ...] = ()  # labels of items not where the current template has them
-
-
-def _text(value: object) -> str:
-    """An item as text: dates as YYYY-MM-DD, whole numbers without '.0', empty as ''."""
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime | dt.date):
-        return f"{value:%Y-%m-%d}"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def probe(data: bytes) -> HandoverReading | None:
-    """Runs in the sandboxed worker. None unless ``data`` is our handover sheet.
-
-    Recognised by its sheet (客服部值班交接单) or by at least half of its items' defined names;
-    a workbook with a refund form's sheet or names is never one. A file that cannot be
-    opened is not ours to answer here: the refund path answers it as before.
-    """
-    try:
-        zf = _open_zip(data)
-        part = _workbook_part(zf)
-        xml = _read_part(zf, part, _MAX_WORKBOOK_XML)
-        book = _parse_workbook(_parse_xml(xml or b"", part))
-    except FileRejected:
-        return None
-    sheets = [name for name, _state in book.sheets]
-    refund_names = any(f.name in book.names for f in layout.HEADER_FIELDS)
-    if not sheets or layout.REFUND_SHEET in sheets or refund_names:
-        return None
-    refs = {
-        name: ref
-        for name in layout.HANDOVER_NAMES
-        if name in book.names and (ref := _parse_ref(book.names[name])) is not None
-    }
-    if layout.HANDOVER_SHEET not in sheets and len(refs) * 2 < len(layout.HANDOVER_NAMES):
-        return None
-    return _read(data, sheets, refs)
-
-
-def _read(
-    data: bytes, sheets: Sequence[str], refs: dict[str, tuple[str | None, int, int]]
-) -> HandoverReading:
-    """The items, by defined name, else at the template's cell when its label is beside it."""
-    by_folded = {s.casefold(): s for s in sheets}
-    pointed = [by_folded.get((s or "").casefold()) for s, _, _ in refs.values()]
-    sheet = layout.HANDOVER_SHEET if layout.HANDOVER_SHEET in sheets else None
-    sheet = sheet or next((s for s in pointed if s), None) or sheets[0]
-    try:
-        wb = calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
-    except _CALAMINE_ERRORS as exc:
-        raise _calamine_failure(exc) from None
-    named = {
-        name: (row, col)
-        for name, (s, row, col) in refs.items()
-        if s is None or by_folded.get(s.casefold()) == sheet
-    }
-    template = {name: layout.cell_to_rc(cell) for name, cell in layout.HANDOVER_CELLS.items()}
-    deepest = max(r for r, _ in [*named.values(), *template.values()])
-    grid = _load_grid(wb, sheet, rows_needed=deepest + 1)
-    values: dict[str, str] = {}
-    cells: dict[str, str] = {}
-    not_found: list[str] = []
-    for name in layout.HANDOVER_NAMES:
-        where = named.get(name)
-        if where is None:
-            # No name (a program dropped it): the template's cell, if its label is beside it.
-            where = template[name]
-            label = grid.get(*grid.top_left(where[0], where[1] - 1))
-            printed = layout.HANDOVER_LABELS[name]
-            if not (isinstance(label, str) and _label_key(label) == _label_key(printed)):
-                not_found.append(printed)
-                continue
-        where = grid.top_left(*where)
-        cells[name] = layout.rc_to_cell(*where)
-        values[name] = _text(grid.get(*where))
-    return HandoverReading(sheet, values, cells, tuple(not_found))
-
-
-def read_handover(path: Path) -> dict[str, str]:
-    """The sheet's items as text, found by their defined names (dates as YYYY-MM-DD, empty
-    as ''), read in this process: for tests and tools, never for a file from ``inbox/``."""
-    reading = probe(path.read_bytes())
-    if reading is None:
-        what = f"{path.name} 不是{layout.HANDOVER_SHEET}"
-        raise FileRejected(what, reason=Reason.FOREIGN_WORKBOOK)
-    return reading.values
 
 
 # ---- the parent side: what happens to the sheet ------------------------------------------------

@@ -3,7 +3,7 @@
 The order of work is what makes a kill -9 at any instant safe:
 
 1. archive the received bytes (write-once, fsynced) — before anything else;
-2. decide (sniff, read in the sandbox, validate, route) and build every output in memory;
+2. decide (sniff and read in the sandbox, validate, route) and build every output in memory;
 3. archive the outputs, then commit receipt + event + form state + planned deliveries in ONE
    ledger transaction;
 4. deliver (idempotent), then remove the file from ``inbox/``, then mark the receipt done.
@@ -48,7 +48,8 @@ from .config import ROLE_NAMES, UNCHECKED_SIGNER
 from .copytoken import CopyKey
 from .delivery import Deliverer, shown
 from .errors import FileRejected, Reason, StorageError, storage_error
-from .forms import FieldProblem, FormReading, RefundForm, read_form
+from .examine import Examined, examine
+from .forms import FieldProblem, FormReading, RefundForm
 from .inboxfile import (
     ChangedWhileReading,
     EntryKind,
@@ -99,10 +100,10 @@ from .routing import (
     next_step,
 )
 from .sandbox import ParserPool
-from .sniff import sniff
 from .validation import Context, validate
 from .workspace import Workspace
 from .xlsxpatch import Patch, PatchError, apply_patch
+from .zipread import ZipLimits
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,9 @@ class _Intake:
     data: bytes | None  # None: over the size limit, never read
     sha: str
     now: dt.datetime
+    # Parent-side work overlapped with the sandboxed parse (archiving the received bytes).
+    while_parsing: Callable[[], object] | None = None
+    examined: Examined | None = None  # the worker's answer, set by the kind gate
     reading: FormReading | None = None  # set by the read gate
     row: FormRow | None = None  # what the ledger knows of the form's number, if anything
     step: Step = Step.NEW  # the step the form is at, by the ledger
@@ -189,6 +193,7 @@ class Processor:
         self.calendar = WorkCalendar(self.config)
         self.copy_key = CopyKey.load_or_create(workspace.sheets, now=clock())
         self.deliverer = Deliverer(workspace, self.ledger, enabled=deliver)
+        self.zip_limits = ZipLimits.for_max_file_mb(self.config.max_file_mb)
         # Form numbers our routed copies carry in the archive: never given again, even if the
         # ledger lost their record. Read at the first new form, after recover() set aside the
         # copies of an interrupted attempt. Not while rebuilding: it gives the same numbers.
@@ -352,12 +357,12 @@ class Processor:
 
         The size limit was checked before the file was read (see :meth:`_too_large`).
         """
-        intake = _Intake(name, data, sha, now)
+        intake = _Intake(name, data, sha, now, while_parsing=while_reading)
         try:
             return (
                 self.check_kind(intake)
                 or self.check_other_document(intake)
-                or self.read(intake, while_reading)
+                or self.read(intake)
                 or self.check_closed(intake)
                 or self.check_foreign_number(intake)
                 or self.check_stale(intake)
@@ -369,8 +374,22 @@ class Processor:
             return self._reject(intake, exc.message, exc.hint, exc.reason)
 
     def check_kind(self, intake: _Intake) -> _Plan | None:
-        """Only an xlsx workbook goes on; anything else is answered by what it is."""
-        sniffed = sniff(intake.content, name=intake.name)
+        """Only an xlsx workbook goes on; anything else is answered by what it is.
+
+        The sandboxed worker decides, and reads a workbook as a form in the same call
+        (:func:`examine`): this process opens no untrusted zip to tell what a file is.
+        """
+        try:
+            intake.examined = self.pool.run(
+                examine,
+                intake.content,
+                intake.name,
+                self.zip_limits,
+                while_waiting=intake.while_parsing,
+            )
+        except FileRejected as exc:  # the parser crashed or timed out
+            return self._reject(intake, exc.message, exc.hint, exc.reason)
+        sniffed = intake.examined.sniffed
         if sniffed.accepted:
             return None
         return self._reject(intake, sniffed.description, sniffed.hint, sniffed.reason)
@@ -378,20 +397,19 @@ class Processor:
     def check_other_document(self, intake: _Intake) -> _Plan | None:
         """Our other documents take their own path: a filled handover sheet is checked and
         handed to the next shift (handover_intake.py). Anything else goes on to ``read``."""
-        try:
-            handover = self.pool.run(handover_intake.probe, intake.data)
-        except FileRejected as exc:
-            return self._reject(intake, exc.message, exc.hint, exc.reason)
-        if handover is None:
-            return None
-        return handover_intake.plan(self, intake, handover)
+        assert intake.examined is not None, "the kind gate runs first"
+        if intake.examined.handover is not None:
+            return handover_intake.plan(self, intake, intake.examined.handover)
+        return None
 
-    def read(self, intake: _Intake, while_reading: Callable[[], object] | None) -> _Plan | None:
-        """Read the form in the sandboxed worker; find what the ledger knows of its number."""
-        try:
-            intake.reading = self.pool.run(read_form, intake.data, while_waiting=while_reading)
-        except FileRejected as exc:
-            return self._reject(intake, exc.message, exc.hint, exc.reason)
+    def read(self, intake: _Intake) -> _Plan | None:
+        """The form as the worker read it; find what the ledger knows of its number."""
+        assert intake.examined is not None, "the kind gate runs first"
+        refused = intake.examined.refused
+        if refused is not None:
+            return self._reject(intake, refused.message, refused.hint, refused.reason)
+        intake.reading = intake.examined.reading
+        assert intake.reading is not None  # an accepted workbook is read or refused
         form_no = intake.reading.form.form_no
         intake.row = self.ledger.form(form_no) if form_no else None
         intake.step = Step(intake.row.step) if intake.row else Step.NEW
@@ -520,6 +538,7 @@ class Processor:
                 history_title=replies.history_title(form_no),
                 missing_names=restore,
             ),
+            limits=self.zip_limits,
         )
         out_name = f"{form_no}.xlsx"
         earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, from_role)
@@ -618,6 +637,7 @@ class Processor:
                 title=replies.return_title(form_no, name, intake.now),
                 highlight_cells=[p.cell for p in problems if p.cell],
             ),
+            limits=self.zip_limits,
         )
         earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, to_role)
         returned = f"{form_no}-退回.xlsx" if form_no else returned_name(name)

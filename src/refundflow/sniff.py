@@ -1,13 +1,15 @@
 """Decide what a dropped file is from its bytes, never from its name.
 
-Runs in the watcher's own process on every file that lands in the inbox, before any parser sees
-it, so it must be cheap (a few hundred microseconds for a form-sized xlsx) and it must never
-raise: whatever goes wrong in here becomes a :class:`Sniffed` of kind ``CORRUPT`` or
-``UNKNOWN``. Memory stays bounded whatever the file: a zip is judged from its central directory
-(declared sizes, counts, names), at most ``_PEEK_BYTES``-sized reads of ``[Content_Types].xml``
-and the workbook part, and one pass over every part's bytes in ``_CHUNK``-sized pieces (DTDs,
-VBA projects, relationships that run or fetch something); an OLE compound file is walked by a
-small bounds-checked reader instead of a parser.
+Runs on every file that lands in the inbox, in the sandboxed parser worker just before the
+form reader (see :mod:`examine`), so it must be cheap (a few hundred microseconds for a
+form-sized xlsx) and it must never raise: whatever goes wrong in here becomes a :class:`Sniffed`
+of kind ``CORRUPT`` or ``UNKNOWN``. Memory stays bounded whatever the file: a zip is judged from
+its central directory by :class:`~refundflow.zipread.Package` (declared sizes, counts, names,
+within the limits of ``[parse] max_file_mb``), at most ``PEEK_BYTES``-sized reads of
+``[Content_Types].xml`` and the workbook part, and one pass over every part's bytes in bounded
+pieces (DTDs, VBA projects, relationships that run or fetch something); an OLE compound file is
+walked by a small bounds-checked reader instead of a parser. The zip checks are in
+:mod:`sniff_zip`, the OLE and BIFF ones in :mod:`sniff_ole`, the kinds in :mod:`sniffkinds`.
 
 Only :attr:`FileKind.XLSX` and :attr:`FileKind.STRICT_XLSX` are candidates for the form reader
 (see :attr:`Sniffed.accepted`); everything else carries a Chinese ``description`` and ``hint``
@@ -16,63 +18,29 @@ for the office staff and a :class:`~refundflow.errors.Reason` for the code.
 
 from __future__ import annotations
 
-import io
-import itertools
 import logging
-import os
 import re
 import struct
-import zipfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
-from .errors import FileRejected, Reason
+from .errors import Reason
 from .layout import REFUND_TEMPLATE_FILE
+from .sniff_ole import classify_ole, raw_biff
+from .sniff_zip import PEEK_BYTES, classify_zip
+from .sniffkinds import ACCEPTED_KINDS, OLE_MAGIC, FileKind, Job, Verdict
+from .zipread import DEFAULT_LIMITS, Package, ZipError, ZipFault, ZipLimits
+
+__all__ = ["ACCEPTED_KINDS", "FileKind", "Sniffed", "sniff", "sniff_package"]
 
 log = logging.getLogger(__name__)
 
-# --- limits -----------------------------------------------------------------------------------
-MAX_ZIP_ENTRIES = 2000  # openpyxl's own bigfoot.xlsx (1024 sheets) has ~1040 parts
-MAX_ENTRY_BYTES = 100 * 1024 * 1024  # declared uncompressed size of one part
-MAX_TOTAL_BYTES = 100 * 1024 * 1024  # declared uncompressed size of the whole package
-# Deflate cannot do better than ~1032:1, so a larger declared ratio on a sizeable entry is a lie
-# or a crafted bomb; small entries (empty sheets, padding) legitimately reach high ratios.
-MAX_RATIO = 1000
-RATIO_MIN_BYTES = 1024 * 1024
-_PEEK_BYTES = 256 * 1024  # at most this much of [Content_Types].xml / workbook.xml is inflated
+# The zip container's limits are zipread.ZipLimits, from [parse] max_file_mb.
 _SAMPLE = 8192  # head of the file used for text/markup heuristics
-_MAX_OLE_DIR_ENTRIES = 4096
-_MAX_BIFF_RECORDS = 64  # FILEPASS, when present, sits right after the first BOF
 
 TEMPLATE_HINT_PATH = f"templates/{REFUND_TEMPLATE_FILE}"
 
-
-class FileKind(StrEnum):
-    XLSX = "xlsx"
-    XLSM = "xlsm"  # macro-enabled OOXML (.xlsm, .xltm, .xlam)
-    MACROS = "macros"  # an .xlsx carrying macro code or ActiveX, under whatever part name
-    EXTERNAL_LINKS = "external_links"  # links to other files: workbooks, DDE/OLE, connections
-    XLSB = "xlsb"
-    STRICT_XLSX = "strict_xlsx"  # ISO 29500 Strict: openpyxl reads it as zero sheets
-    XLS = "xls"  # BIFF2-8, in an OLE container or as a raw stream
-    ENCRYPTED = "encrypted"
-    ODS = "ods"
-    OTHER_SPREADSHEET = "other_spreadsheet"
-    PDF = "pdf"
-    IMAGE = "image"
-    CSV_TEXT = "csv_text"
-    EMPTY = "empty"
-    ZIP_OTHER = "zip_other"
-    OLE_OTHER = "ole_other"
-    UNKNOWN = "unknown"
-    CORRUPT = "corrupt"
-    TOO_LARGE = "too_large"
-
-
-ACCEPTED_KINDS: frozenset[FileKind] = frozenset({FileKind.XLSX, FileKind.STRICT_XLSX})
 
 _REASONS: dict[FileKind, Reason] = {
     FileKind.XLSX: Reason.NOT_A_WORKBOOK,  # unused: accepted kinds are not rejected here
@@ -206,10 +174,6 @@ class Sniffed:
     def reason(self) -> Reason:
         return _REASONS[self.kind]
 
-    def rejection(self) -> FileRejected:
-        """The error to raise for a file that is not :attr:`accepted`."""
-        return FileRejected(self.description, reason=self.reason, hint=self.hint)
-
 
 def _verdict(kind: FileKind, detail: str, *, name: str = "") -> Sniffed:
     description, hint = _TEXTS[kind]
@@ -230,73 +194,47 @@ def _extension_mismatch(kind: FileKind, name: str) -> bool:
     return kind not in claimed
 
 
-class _Verdict(Exception):  # control flow only, never escapes this module
-    """Raised deep inside a helper to return a verdict at once."""
-
-    def __init__(self, kind: FileKind, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-
-
-def _corrupt(detail: str) -> _Verdict:
-    return _Verdict(FileKind.CORRUPT, detail)
-
-
 # --- entry points -----------------------------------------------------------------------------
 
 
-def sniff(data: bytes, *, name: str = "") -> Sniffed:
+def sniff(data: bytes, *, name: str = "", limits: ZipLimits = DEFAULT_LIMITS) -> Sniffed:
     """Classify ``data``. ``name`` is only used to flag a misleading extension. Never raises."""
+    return sniff_package(data, name=name, limits=limits)[0]
+
+
+def sniff_package(
+    data: bytes, *, name: str = "", limits: ZipLimits = DEFAULT_LIMITS
+) -> tuple[Sniffed, Package | None]:
+    """:func:`sniff`, and the zip package it opened (for the form reader to reuse)."""
+    job = Job(data, limits)
     try:
-        kind, detail = _classify(data)
-    except _Verdict as verdict:
+        kind, detail = _classify(job)
+    except Verdict as verdict:
         kind, detail = verdict.kind, verdict.detail
+    except ZipError as exc:
+        kind = FileKind.ENCRYPTED if exc.fault is ZipFault.ENCRYPTED else FileKind.CORRUPT
+        detail = exc.detail
     except Exception as exc:  # a sniffer bug must reject one file, not stop the watcher
         log.warning("sniff failed on %r: %s: %s", name, type(exc).__name__, exc)
         kind, detail = FileKind.CORRUPT, f"unreadable structure ({type(exc).__name__})"
     try:
-        return _verdict(kind, detail, name=name)
+        return _verdict(kind, detail, name=name), job.package
     except Exception:  # pragma: no cover - only a bad name could get here
-        return _verdict(kind, detail)
-
-
-def sniff_path(path: Path, *, max_bytes: int) -> Sniffed:
-    """Sniff a file on disk, refusing one larger than ``max_bytes`` before reading it."""
-    name = path.name
-    try:
-        with path.open("rb") as fh:
-            # fstat on the open handle, so a file swapped after a stat() cannot slip past
-            size = os.fstat(fh.fileno()).st_size
-            if size > max_bytes:
-                return _verdict(
-                    FileKind.TOO_LARGE,
-                    f"{size} bytes, limit {max_bytes} bytes",
-                    name=name,
-                )
-            # read one byte more than allowed: a file still growing is caught here too
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        return _verdict(FileKind.UNKNOWN, f"cannot read file: {exc.strerror or exc}", name=name)
-    if len(data) > max_bytes:
-        return _verdict(FileKind.TOO_LARGE, f"more than {max_bytes} bytes", name=name)
-    return sniff(data, name=name)
+        return _verdict(kind, detail), job.package
 
 
 # --- dispatch on magic bytes --------------------------------------------------------------------
 
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_BIFF_BOF = {0x0009: "BIFF2", 0x0209: "BIFF3", 0x0409: "BIFF4", 0x0809: "BIFF5/8"}
 
-
-def _classify(data: bytes) -> tuple[FileKind, str]:
+def _classify(job: Job) -> tuple[FileKind, str]:
+    data = job.data
     if not data:
         return FileKind.EMPTY, "0 bytes"
     head = data[:16]
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _classify_zip(data)
-    if head.startswith(_OLE_MAGIC):
-        return _classify_ole(data)
+        return classify_zip(job)
+    if head.startswith(OLE_MAGIC):
+        return classify_ole(data)
     if data.count(0, 0, _SAMPLE) == min(len(data), _SAMPLE) and not data.strip(b"\0"):
         # sync clients and SMB copies pre-allocate the file and fill it in later
         return FileKind.EMPTY, f"{len(data)} zero bytes (copy not finished?)"
@@ -306,10 +244,10 @@ def _classify(data: bytes) -> tuple[FileKind, str]:
     if image:
         return FileKind.IMAGE, f"{image} image"
     if head.startswith(b"\x1f\x8b"):
-        return _classify_gzip(data)
-    raw_biff = _raw_biff(data)
-    if raw_biff:
-        return raw_biff
+        return _classify_gzip(data, job.limits)
+    biff = raw_biff(data)
+    if biff:
+        return biff
     other = _binary_other(data)
     if other:
         return other
@@ -357,37 +295,10 @@ def _binary_other(data: bytes) -> tuple[FileKind, str] | None:
     return None
 
 
-def _raw_biff(data: bytes) -> tuple[FileKind, str] | None:
-    """BIFF2-4 files (and the odd BIFF5) are a bare record stream with no OLE container."""
-    if len(data) < 8:
-        return None
-    rtype, length = struct.unpack_from("<HH", data, 0)
-    if rtype not in _BIFF_BOF or not 4 <= length <= 20:
-        return None
-    if _biff_filepass(data):
-        return FileKind.ENCRYPTED, f"raw {_BIFF_BOF[rtype]} stream with FILEPASS"
-    return FileKind.XLS, f"raw {_BIFF_BOF[rtype]} stream (no OLE container)"
-
-
-def _biff_filepass(stream: bytes) -> bool:
-    """True if a FILEPASS record (0x002F) appears among the first records of the globals."""
-    pos = 0
-    for _ in range(_MAX_BIFF_RECORDS):
-        if pos + 4 > len(stream):
-            return False
-        rtype, length = struct.unpack_from("<HH", stream, pos)
-        if rtype == 0x002F:
-            return True
-        if rtype == 0x000A:  # EOF of the globals substream
-            return False
-        pos += 4 + length
-    return False
-
-
-def _classify_gzip(data: bytes) -> tuple[FileKind, str]:
+def _classify_gzip(data: bytes, limits: ZipLimits) -> tuple[FileKind, str]:
     # ISIZE (last 4 bytes) is the uncompressed size mod 2**32: enough to spot a bomb early.
     declared = struct.unpack_from("<I", data, len(data) - 4)[0] if len(data) >= 18 else 0
-    if declared > MAX_TOTAL_BYTES or declared > MAX_RATIO * len(data):
+    if declared > limits.total_bytes or declared > limits.ratio * len(data):
         return FileKind.CORRUPT, f"gzip declares {declared} bytes uncompressed: possible gzip bomb"
     try:
         head = zlib.decompressobj(wbits=31).decompress(data, _SAMPLE)
@@ -426,7 +337,7 @@ def _classify_markup(text: bytes, data: bytes, *, encoding: str) -> tuple[FileKi
     if low.startswith(b"<"):
         if b"<html" in low or low.startswith(b"<!doctype html"):
             # Excel's "web page" export and hand-made HTML tables both open as sheets elsewhere
-            if b"<table" in data[:_PEEK_BYTES].lower() or b"<table" in low:
+            if b"<table" in data[:PEEK_BYTES].lower() or b"<table" in low:
                 return FileKind.OTHER_SPREADSHEET, "HTML table"
             return FileKind.UNKNOWN, "HTML page"
         if b"urn:schemas-microsoft-com:office:spreadsheet" in low or b"excel.sheet" in low:
@@ -438,560 +349,3 @@ def _classify_markup(text: bytes, data: bytes, *, encoding: str) -> tuple[FileKi
         return FileKind.UNKNOWN, "XML document"
     what = "CSV text" if re.search(rb"[,\t;]", low) else "plain text"
     return FileKind.CSV_TEXT, f"{what} ({encoding})" if encoding else what
-
-
-# --- zip / OOXML / ODS --------------------------------------------------------------------------
-
-_CT_MAIN: dict[str, tuple[FileKind, str]] = {
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml":
-        (FileKind.XLSX, "xlsx workbook"),
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.template.main+xml":
-        (FileKind.XLSX, "xltx template"),
-    "application/vnd.ms-excel.sheet.macroenabled.main+xml": (FileKind.XLSM, "xlsm workbook"),
-    "application/vnd.ms-excel.template.macroenabled.main+xml": (FileKind.XLSM, "xltm template"),
-    "application/vnd.ms-excel.addin.macroenabled.main+xml": (FileKind.XLSM, "xlam add-in"),
-    "application/vnd.ms-excel.sheet.binary.macroenabled.main": (FileKind.XLSB, "xlsb workbook"),
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml":
-        (FileKind.ZIP_OTHER, "Word document (.docx)"),
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml":
-        (FileKind.ZIP_OTHER, "PowerPoint presentation (.pptx)"),
-}  # fmt: skip
-_OVERRIDE = re.compile(r"<(?:\w+:)?Override\b([^>]*)>", re.IGNORECASE)
-_DEFAULT = re.compile(r"<(?:\w+:)?Default\b([^>]*)>", re.IGNORECASE)
-_EXTENSION = re.compile(r"""Extension\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
-_PART_NAME = re.compile(r"""PartName\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
-_CONTENT_TYPE = re.compile(r"""ContentType\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
-_SHEET_ELEMENT = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?sheet[\s/>]")
-_STRICT_NS = "http://purl.oclc.org/ooxml/"
-_DOCTYPE = re.compile("<!DOCTYPE", re.IGNORECASE)
-_DRIVE = re.compile("[a-z]:")
-
-
-def _caseless(prefix: str, words: tuple[str, ...], unit: str = "") -> re.Pattern[bytes]:
-    """``prefix`` then any of ``words`` (ASCII case-insensitive), each character followed
-    (``unit="le"``: UTF-16LE) or preceded (``"be"``) by a NUL. Spelled as character classes
-    after a literal prefix, not with re.IGNORECASE, so the engine scans for the prefix fast."""
-
-    def spell(text: str, *, fold: bool) -> str:
-        out = ""
-        for ch in text:
-            c = f"[{ch.upper()}{ch.lower()}]" if fold and ch.isalpha() else re.escape(ch)
-            out += c + "\\x00" if unit == "le" else "\\x00" + c if unit == "be" else c
-        return out
-
-    alternatives = "|".join(spell(w, fold=True) for w in words)
-    return re.compile(f"{spell(prefix, fold=False)}(?:{alternatives})".encode())
-
-
-_DTD_B = _caseless("<!", ("DOCTYPE", "ENTITY"))
-_DTD_UTF16LE = _caseless("<!", ("DOCTYPE", "ENTITY"), "le")
-_DTD_UTF16BE = _caseless("<!", ("DOCTYPE", "ENTITY"), "be")
-# Directory entry of a VBA project in an OLE file (vbaProject.bin, or the _VBA_PROJECT_CUR of an
-# embedded .xls, or a Word document's Macros/VBA): names are UTF-16LE, case-insensitive.
-_VBA_STORAGE = _caseless("_", ("VBA_PROJECT",), "le")
-_CHUNK = 64 * 1024
-_OVERLAP = 64  # longer than any pattern searched in chunks, so none is missed at a boundary
-_MAX_RELS_BYTES = 4 << 20  # relationship parts are read whole: a few KB in any real workbook
-_RELATIONSHIP = re.compile(r"<(?:[\w.-]+:)?Relationship\b([^>]*)>")
-_REL_TYPE = re.compile(r"""\bType\s*=\s*["']([^"']*)["']""")
-_EXTERNAL_MODE = re.compile(r"""\bTargetMode\s*=\s*["']\s*External\s*["']""", re.IGNORECASE)
-# Relationship types (last path segment, lower-cased) of code that runs ...
-_MACRO_REL_TYPES = frozenset({
-    "vbaproject", "vbaprojectsignature", "vbaprojectsignatureagile", "vbaprojectsignaturev3",
-    "xlmacrosheet", "xlintlmacrosheet", "control", "activexcontrolbinary",
-})  # fmt: skip
-# ... of links to another file or data source (externalLinkPath also has xlPathMissing,
-# xlStartup... under .../xlExternalLinkPath/, whose last segments are listed too) ...
-_LINK_REL_TYPES = frozenset({
-    "externallink", "externallinkpath", "xlpathmissing", "xlstartup", "xlalternatestartup",
-    "xllibrary", "externallinklong", "connections", "querytable", "ddelink",
-})  # fmt: skip
-# ... and of parts that are harmless inside the package but fetch something when External
-# (hyperlinks are External too, and open only when clicked: they are fine).
-_LINKABLE_REL_TYPES = frozenset({"oleobject", "package", "image", "attachedtemplate", "frame"})
-# Cheap pre-check: every relationship above mentions one of these words (or is External).
-_REL_WORDS = (*_MACRO_REL_TYPES, *_LINK_REL_TYPES, "external")
-_MACRO_CONTENT_TYPES = ("vbaproject", "macrosheet", "activex")
-_LINK_CONTENT_TYPES = ("externallink", "spreadsheetml.connections", "querytable")
-
-
-def _norm(name: str) -> str:
-    # OPC part names are case-insensitive; some writers use Windows separators (Excel copes)
-    return name.replace("\\", "/").lower()
-
-
-def _classify_zip(data: bytes) -> tuple[FileKind, str]:
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        return FileKind.CORRUPT, f"damaged or truncated zip ({exc})"
-    except (OSError, ValueError, EOFError, struct.error) as exc:
-        return FileKind.CORRUPT, f"damaged zip ({type(exc).__name__})"
-    with zf:
-        infos = zf.infolist()
-        if not infos:
-            return FileKind.CORRUPT, "empty zip archive"
-        if len(infos) > MAX_ZIP_ENTRIES:
-            return FileKind.CORRUPT, f"zip has {len(infos)} entries (limit {MAX_ZIP_ENTRIES})"
-        by_name = _check_zip_directory(infos)
-        if "mimetype" in by_name or "meta-inf/manifest.xml" in by_name:
-            verdict = _classify_odf(zf, by_name)
-            if verdict:
-                return verdict
-        if "[content_types].xml" in by_name:
-            return _classify_ooxml(data, zf, by_name)
-        if any(n.endswith(".iwa") or n.endswith("index.zip") for n in by_name):
-            # Keynote has a CalculationEngine too; only Numbers has table tiles and no slides
-            slides = any("slide" in n for n in by_name)
-            numbers = any("/tables/" in n or n.split("/", 1)[0].endswith(".numbers")
-                          for n in by_name)  # fmt: skip
-            if numbers and not slides:
-                return FileKind.OTHER_SPREADSHEET, "Apple Numbers document"
-            return FileKind.ZIP_OTHER, "Apple iWork document (Keynote/Pages)"
-        if any(n.startswith("xl/") for n in by_name):
-            return FileKind.CORRUPT, "OOXML package without [Content_Types].xml"
-        return FileKind.ZIP_OTHER, f"zip archive ({len(infos)} entries)"
-
-
-def _check_zip_directory(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
-    """Refuse bombs, traversal and duplicates from the central directory alone."""
-    by_name: dict[str, zipfile.ZipInfo] = {}
-    total = 0
-    for info in infos:
-        name = _norm(info.filename)
-        parts = name.split("/")
-        if name.startswith("/") or ".." in parts or "\0" in name or _DRIVE.match(name):
-            raise _corrupt(f"unsafe entry name {info.filename!r} (path traversal)")
-        if name in by_name:
-            raise _corrupt(f"duplicate entry name {info.filename!r}")
-        by_name[name] = info
-        if info.file_size > MAX_ENTRY_BYTES:
-            raise _corrupt(
-                f"entry {info.filename!r} declares {info.file_size} bytes uncompressed "
-                f"(limit {MAX_ENTRY_BYTES}): possible zip bomb"
-            )
-        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(
-            info.compress_size, 1
-        ):
-            raise _corrupt(
-                f"entry {info.filename!r} declares a {info.file_size // max(info.compress_size, 1)}"
-                ":1 compression ratio: possible zip bomb"
-            )
-        total += info.file_size
-    if total > MAX_TOTAL_BYTES:
-        raise _corrupt(
-            f"zip declares {total} bytes uncompressed (limit {MAX_TOTAL_BYTES}): possible zip bomb"
-        )
-    return by_name
-
-
-def _peek(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int = _PEEK_BYTES) -> bytes:
-    """Inflate at most ``limit`` bytes of one entry (the CRC is checked only if it all fits)."""
-    if info.flag_bits & 0x1:
-        raise _Verdict(FileKind.ENCRYPTED, "zip entries are password-protected (zip encryption)")
-    try:
-        with zf.open(info) as fh:
-            return fh.read(limit)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise _corrupt(f"damaged zip entry {info.filename!r} ({exc})") from None
-    except NotImplementedError:
-        raise _corrupt(
-            f"zip entry {info.filename!r} uses unsupported compression {info.compress_type}"
-        ) from None
-
-
-def _decode_xml(raw: bytes) -> str:
-    """Decode an XML part; UTF-16 is legal with or without a BOM (XML 1.0 appendix F)."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16", errors="replace")
-    if raw.startswith(b"\x00<"):
-        return raw.decode("utf-16-be", errors="replace")
-    if raw.startswith(b"<\x00"):
-        return raw.decode("utf-16-le", errors="replace")
-    return raw.decode("utf-8", errors="replace")
-
-
-def _xml_text(raw: bytes, part: str) -> str:
-    text = _decode_xml(raw)
-    # OPC forbids DTDs in package parts; a DOCTYPE is how entity-expansion bombs get in
-    if _DOCTYPE.search(text, 0, 4096):
-        raise _corrupt(f"{part} contains a DOCTYPE (XML entity bomb?)")
-    return text
-
-
-class _Parts:
-    """What a pass over every part's bytes found (see :func:`_scan_parts`)."""
-
-    def __init__(self) -> None:
-        self.macros = ""  # detail, when a part is macro code or ActiveX
-        self.external = ""  # detail, when a relationship links to another file or data source
-
-
-def _inflate(data: bytes, info: zipfile.ZipInfo) -> Iterator[bytes]:
-    """The part's bytes in chunks of at most ``_CHUNK``, straight from the buffer.
-
-    ``zf.open`` costs ~20 us per part (it re-validates the local header and builds a reader);
-    this keeps the whole sniff of a form-sized xlsx well under a millisecond, and memory bounded
-    whatever a part's size: nothing is kept but the current chunk.
-    """
-    off = info.header_offset
-    if data[off : off + 4] != b"PK\x03\x04" or off + 30 > len(data):
-        raise _corrupt(f"local header of {info.filename!r} is missing")
-    name_len, extra_len = struct.unpack_from("<HH", data, off + 26)
-    start = off + 30 + name_len + extra_len
-    raw = memoryview(data)[start : start + info.compress_size]
-    if info.compress_type == zipfile.ZIP_STORED:
-        for pos in range(0, len(raw), _CHUNK):
-            yield bytes(raw[pos : pos + _CHUNK])
-        return
-    if info.compress_type != zipfile.ZIP_DEFLATED:
-        raise _corrupt(f"{info.filename!r} uses compression method {info.compress_type}")
-    inflater = zlib.decompressobj(-15)
-    pos, total = 0, 0
-    try:
-        while not inflater.eof:
-            if inflater.unconsumed_tail:
-                out = inflater.decompress(inflater.unconsumed_tail, min(_CHUNK, info.file_size + 1))
-            elif pos < len(raw):
-                # A small part gets a small output buffer; more than declared is caught below.
-                limit = min(_CHUNK, info.file_size + 1)
-                out = inflater.decompress(raw[pos : pos + _CHUNK], limit)
-                pos += _CHUNK
-            else:
-                return  # truncated stream: the sandboxed parser will say so
-            total += len(out)
-            if total > info.file_size:
-                raise _corrupt(f"{info.filename!r} inflates beyond its declared size")
-            if out:
-                yield out
-    except zlib.error:
-        raise _corrupt(f"damaged zip entry {info.filename!r}") from None
-
-
-def _scan_parts(data: bytes, by_name: dict[str, zipfile.ZipInfo], parts: _Parts) -> None:
-    """Read every part once, whole, in bounded chunks.
-
-    * XML (by its first bytes, whatever its name): a DTD anywhere is refused, not only in the
-      prolog's first bytes (a long comment can push it far down; UTF-16 spells it with NULs).
-    * An OLE compound file (by its magic, whatever its name): a VBA project is macro code.
-    * Relationship parts: relationships to macro code, ActiveX, or another file or data source.
-    """
-    for name, info in by_name.items():
-        if info.file_size == 0 or name.endswith("/"):
-            continue
-        chunks = _inflate(data, info)
-        first = next(chunks, b"")
-        if first.startswith(_OLE_MAGIC):
-            if _search_chunks(_VBA_STORAGE, first, chunks):
-                parts.macros = parts.macros or f"VBA project in {info.filename!r}"
-            continue
-        dtd = _dtd_pattern(first)
-        if dtd is None:
-            continue  # an image or other binary part
-        if name.endswith(".rels"):
-            _check_relationships(info.filename, first, chunks, dtd, parts)
-        elif _search_chunks(dtd, first, chunks):
-            raise _corrupt(f"{info.filename} contains a DOCTYPE (XML entity bomb?)")
-
-
-def _search_chunks(pattern: re.Pattern[bytes], first: bytes, rest: Iterator[bytes]) -> bool:
-    """Whether ``pattern`` (shorter than ``_OVERLAP``) occurs in the concatenated chunks."""
-    tail = b""
-    for chunk in itertools.chain((first,), rest):
-        if pattern.search(tail + chunk):
-            return True
-        tail = chunk[-_OVERLAP:]
-    return False
-
-
-def _dtd_pattern(head: bytes) -> re.Pattern[bytes] | None:
-    """The DOCTYPE/ENTITY pattern in the encoding the part's first bytes show; None: not XML."""
-    if head.startswith((b"\xff\xfe", b"<\x00")) or (head[:1].isspace() and head[1:2] == b"\x00"):
-        return _DTD_UTF16LE
-    if head.startswith((b"\xfe\xff", b"\x00<")):
-        return _DTD_UTF16BE
-    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-        return _DTD_B
-    return None
-
-
-def _check_relationships(
-    part: str, first: bytes, rest: Iterator[bytes], dtd: re.Pattern[bytes], parts: _Parts
-) -> None:
-    body = bytearray()
-    for chunk in itertools.chain((first,), rest):
-        body += chunk
-        if len(body) > _MAX_RELS_BYTES:
-            raise _corrupt(f"{part} has more than {_MAX_RELS_BYTES} bytes of relationships")
-    if dtd.search(body):
-        raise _corrupt(f"{part} contains a DOCTYPE (XML entity bomb?)")
-    text = _decode_xml(bytes(body))
-    low = text.lower()
-    if not any(word in low for word in _REL_WORDS):
-        return  # the usual case: sheets, styles, themes, hyperlinks
-    for match in _RELATIONSHIP.finditer(text):
-        attrs = match.group(1)
-        rtype = _REL_TYPE.search(attrs)
-        kind = rtype.group(1).strip().rsplit("/", 1)[-1].lower() if rtype else ""
-        external = _EXTERNAL_MODE.search(attrs) is not None
-        if kind in _MACRO_REL_TYPES:
-            parts.macros = parts.macros or f"{kind} relationship in {part!r}"
-        elif kind in _LINK_REL_TYPES or (external and kind in _LINKABLE_REL_TYPES):
-            parts.external = parts.external or f"{kind} relationship in {part!r}"
-
-
-def _content_type_signals(content_types: str, parts: _Parts) -> None:
-    low = content_types.lower()
-    if not any(word in low for word in (*_MACRO_CONTENT_TYPES, *_LINK_CONTENT_TYPES)):
-        return
-    for match in itertools.chain(
-        _OVERRIDE.finditer(content_types), _DEFAULT.finditer(content_types)
-    ):
-        ct = _CONTENT_TYPE.search(match.group(1))
-        value = ct.group(1).strip().lower() if ct else ""
-        if any(word in value for word in _MACRO_CONTENT_TYPES):
-            parts.macros = parts.macros or f"content type {value}"
-        elif any(word in value for word in _LINK_CONTENT_TYPES):
-            parts.external = parts.external or f"content type {value}"
-
-
-def _classify_ooxml(
-    data: bytes, zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo]
-) -> tuple[FileKind, str]:
-    ct_info = by_name["[content_types].xml"]
-    content_types = _xml_text(_peek(zf, ct_info), "[Content_Types].xml")
-    kind: FileKind | None = None
-    what = ""
-    main_part = ""
-    for match in _OVERRIDE.finditer(content_types):
-        attrs = match.group(1)
-        ct = _CONTENT_TYPE.search(attrs)
-        part = _PART_NAME.search(attrs)
-        if ct and part and ct.group(1).strip().lower() in _CT_MAIN:
-            kind, what = _CT_MAIN[ct.group(1).strip().lower()]
-            main_part = _norm(part.group(1).strip()).lstrip("/")
-            break
-    if kind is None:
-        # xlsb (and a few writers) declare the workbook through a Default extension mapping
-        for match in _DEFAULT.finditer(content_types):
-            attrs = match.group(1)
-            ct = _CONTENT_TYPE.search(attrs)
-            ext = _EXTENSION.search(attrs)
-            if ct and ext and ct.group(1).strip().lower() in _CT_MAIN:
-                candidate = f"xl/workbook.{ext.group(1).strip().lower()}"
-                if candidate in by_name:
-                    kind, what = _CT_MAIN[ct.group(1).strip().lower()]
-                    main_part = candidate
-                    break
-    if kind is None:
-        if "xl/workbook.xml" in by_name or "xl/workbook.bin" in by_name:
-            return FileKind.CORRUPT, "[Content_Types].xml does not declare the workbook part"
-        return FileKind.ZIP_OTHER, "OOXML package that is not a spreadsheet"
-    if kind is FileKind.ZIP_OTHER:
-        return kind, what
-    if main_part not in by_name:
-        return FileKind.CORRUPT, f"workbook part {main_part!r} is missing"
-    has_macros = "vbaproject" in content_types.lower() or any(
-        n.endswith("vbaproject.bin") or n.startswith("xl/macrosheets/") for n in by_name
-    )
-    if kind is FileKind.XLSB:
-        return kind, what + (" with VBA macros" if has_macros else "")
-    if kind is FileKind.XLSM:
-        return kind, what
-    # Whoever opens the next copy must never be prompted to run or fetch anything.
-    parts = _Parts()
-    if has_macros:
-        parts.macros = "VBA project or macro sheet part"
-    _content_type_signals(content_types, parts)
-    _scan_parts(data, by_name, parts)
-    if parts.macros:
-        return FileKind.MACROS, f"{what} carrying macro code or ActiveX ({parts.macros})"
-    if parts.external:
-        return FileKind.EXTERNAL_LINKS, f"{what} linking to other files ({parts.external})"
-    info = by_name[main_part]
-    workbook = _xml_text(_peek(zf, info), main_part)
-    complete = info.file_size <= _PEEK_BYTES
-    if complete and not _SHEET_ELEMENT.search(workbook):
-        return FileKind.CORRUPT, "workbook lists no sheets"
-    if _STRICT_NS in workbook[:4096] and kind is FileKind.XLSX:
-        return FileKind.STRICT_XLSX, f"{what}, ISO 29500 Strict (openpyxl sees no sheets)"
-    return kind, what
-
-
-def _classify_odf(
-    zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo]
-) -> tuple[FileKind, str] | None:
-    mimetype = ""
-    if "mimetype" in by_name:
-        mimetype = _peek(zf, by_name["mimetype"], 256).decode("ascii", errors="replace").strip()
-    manifest = ""
-    if "meta-inf/manifest.xml" in by_name:
-        manifest = _xml_text(_peek(zf, by_name["meta-inf/manifest.xml"]), "META-INF/manifest.xml")
-    if not mimetype.startswith("application/vnd.oasis.opendocument"):
-        if "opendocument.spreadsheet" not in manifest:
-            return None
-        mimetype = "application/vnd.oasis.opendocument.spreadsheet"
-    if "encryption-data" in manifest:
-        return FileKind.ENCRYPTED, "password-protected OpenDocument file"
-    if "opendocument.spreadsheet" in mimetype:
-        return FileKind.ODS, "OpenDocument spreadsheet"
-    return FileKind.ZIP_OTHER, f"OpenDocument file ({mimetype.rsplit('.', 1)[-1]})"
-
-
-# --- OLE compound files -----------------------------------------------------------------------
-
-_FREE, _END = 0xFFFFFFFF, 0xFFFFFFFE
-
-
-class _Ole:
-    """Just enough of MS-CFB to list the root storage and read the head of a stream.
-
-    Every sector number and chain is checked against the file size, and every chain walk is
-    bounded, because fuzzed files loop their FAT (that is what makes calamine allocate 8 GiB).
-    """
-
-    def __init__(self, data: bytes) -> None:
-        if len(data) < 512:
-            raise _corrupt("OLE file shorter than its header")
-        self.data = data
-        shift, mini_shift = struct.unpack_from("<HH", data, 0x1E)
-        if shift not in (9, 12) or mini_shift != 6:
-            raise _corrupt(f"OLE header has sector shift {shift}/{mini_shift}")
-        self.sector: int = 1 << int(shift)
-        self.n_sectors = (len(data) + self.sector - 1) // self.sector - 1
-        (n_fat, self.dir_start, self.mini_cutoff, self.minifat_start, self.n_minifat,
-         difat_start, _n_difat) = struct.unpack_from("<I I 4x I I I I I", data, 0x2C)  # fmt: skip
-        # Writers get these counts wrong (ExcelLibrary declares 17 mini FAT sectors in a 7-sector
-        # file) and readers cope, so clamp them to what the file can hold instead of refusing.
-        n_fat = min(n_fat, self.n_sectors)
-        self.n_minifat = min(self.n_minifat, self.n_sectors)
-        fat_sectors = [s for s in struct.unpack_from("<109I", data, 0x4C) if s < _END][:n_fat]
-        sec, seen = difat_start, set()
-        per = self.sector // 4
-        while len(fat_sectors) < n_fat and sec < _END:
-            if sec in seen or sec >= self.n_sectors:
-                raise _corrupt("OLE DIFAT chain loops or leaves the file")
-            seen.add(sec)
-            entries = struct.unpack_from(f"<{per}I", data, self._offset(sec))
-            fat_sectors.extend(s for s in entries[:-1] if s < _END)
-            sec = entries[-1]
-        self.fat_sectors = fat_sectors[:n_fat]
-        self._minifat: list[int] | None = None
-        self._ministream: bytes | None = None
-
-    def _offset(self, sec: int) -> int:
-        if sec >= self.n_sectors:
-            raise _corrupt(f"OLE sector {sec} is beyond the end of the file")
-        return (sec + 1) * self.sector
-
-    def _next(self, sec: int) -> int:
-        per = self.sector // 4
-        index = sec // per
-        if index >= len(self.fat_sectors):
-            raise _corrupt("OLE FAT does not cover a used sector")
-        value: int = struct.unpack_from("<I", self.data, self._offset(self.fat_sectors[index])
-                                        + 4 * (sec % per))[0]  # fmt: skip
-        return value
-
-    def chain(self, start: int, limit: int) -> bytes:
-        """Concatenate sectors of a FAT chain, at most ``limit`` bytes."""
-        out = bytearray()
-        sec, seen = start, set()
-        while sec < _END and len(out) < limit:
-            if sec in seen:
-                raise _corrupt("OLE FAT chain loops")
-            seen.add(sec)
-            off = self._offset(sec)
-            out += self.data[off : off + self.sector]
-            sec = self._next(sec)
-        return bytes(out[:limit])
-
-    def root_entries(self) -> dict[str, tuple[int, int, int]]:
-        """Names (lower-cased) of the root storage's children -> (type, start, size)."""
-        raw = self.chain(self.dir_start, _MAX_OLE_DIR_ENTRIES * 128)
-        count = len(raw) // 128
-
-        def entry(i: int) -> tuple[str, int, int, int, int, int, int]:
-            if not 0 <= i < count:
-                raise _corrupt("OLE directory points outside itself")
-            off = i * 128
-            name_len, kind = struct.unpack_from("<HB", raw, off + 0x40)
-            left, right, child = struct.unpack_from("<III", raw, off + 0x44)
-            start, size = struct.unpack_from("<IQ", raw, off + 0x74)
-            name_bytes = raw[off : off + max(0, min(name_len, 64) - 2)]
-            name = name_bytes.decode("utf-16-le", errors="replace")
-            return name, kind, left, right, child, start, size & 0xFFFFFFFF
-
-        root = entry(0)
-        if root[1] != 5:
-            raise _corrupt("OLE directory has no root entry")
-        self.root_start, self.root_size = root[5], root[6]
-        found: dict[str, tuple[int, int, int]] = {}
-        stack, seen = [root[4]], set()
-        while stack:
-            i = stack.pop()
-            if i == _FREE:
-                continue
-            if i in seen:
-                raise _corrupt("OLE directory tree loops")
-            seen.add(i)
-            name, kind, left, right, _child, start, size = entry(i)
-            found[name.lower()] = (kind, start, size)
-            stack += (left, right)
-        return found
-
-    def read_stream(self, start: int, size: int, limit: int) -> bytes:
-        limit = min(size, limit)
-        if size >= self.mini_cutoff:
-            return self.chain(start, limit)
-        # small streams live in 64-byte mini sectors inside the root entry's stream
-        if self._minifat is None:
-            raw = self.chain(self.minifat_start, self.n_minifat * self.sector)
-            self._minifat = list(struct.unpack(f"<{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
-            self._ministream = self.chain(self.root_start, min(self.root_size, len(self.data)))
-        assert self._ministream is not None
-        out = bytearray()
-        sec, seen = start, set()
-        while sec < _END and len(out) < limit:
-            if sec in seen or sec >= len(self._minifat):
-                raise _corrupt("OLE mini FAT chain loops or leaves the mini stream")
-            seen.add(sec)
-            out += self._ministream[sec * 64 : sec * 64 + 64]
-            sec = self._minifat[sec]
-        return bytes(out[:limit])
-
-
-def _classify_ole(data: bytes) -> tuple[FileKind, str]:
-    try:
-        ole = _Ole(data)
-        entries = ole.root_entries()
-    except struct.error:
-        return FileKind.CORRUPT, "truncated OLE compound file"
-    if "encryptedpackage" in entries or "encryptioninfo" in entries:
-        return FileKind.ENCRYPTED, "encrypted OOXML package (OLE EncryptionInfo/EncryptedPackage)"
-    for stream in ("workbook", "book"):
-        if stream in entries:
-            kind, start, size = entries[stream]
-            if kind != 2:
-                return FileKind.CORRUPT, f"OLE {stream!r} entry is not a stream"
-            try:
-                head = ole.read_stream(start, size, 64 * 1024)
-            except struct.error:
-                return FileKind.CORRUPT, "truncated OLE stream"
-            if len(head) < 8:
-                return FileKind.CORRUPT, "empty workbook stream"
-            rtype, _length, version = struct.unpack_from("<HHH", head, 0)
-            if rtype not in _BIFF_BOF:
-                return FileKind.CORRUPT, "workbook stream does not start with a BIFF BOF record"
-            biff = {0x0600: "BIFF8", 0x0500: "BIFF5"}.get(version, _BIFF_BOF[rtype])
-            if _biff_filepass(head):
-                return FileKind.ENCRYPTED, f"{biff} workbook with FILEPASS (password)"
-            vba = " with VBA macros" if "_vba_project_cur" in entries else ""
-            return FileKind.XLS, f"{biff} workbook in OLE container{vba}"
-    if "nativecontent_main" in entries:
-        return FileKind.OTHER_SPREADSHEET, "Quattro Pro workbook"
-    if "worddocument" in entries:
-        return FileKind.OLE_OTHER, "Word 97-2003 document (.doc)"
-    if "powerpoint document" in entries:
-        return FileKind.OLE_OTHER, "PowerPoint 97-2003 presentation (.ppt)"
-    return FileKind.OLE_OTHER, "OLE compound file without a workbook stream"

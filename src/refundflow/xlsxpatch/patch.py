@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import Reason
 from ..layout import HISTORY_SHEET, RETURN_SHEET
+from ..zipread import DEFAULT_LIMITS, ZipLimits
 from .book import Book, rels_name
 from .cells import CellOp, edit_cells, parse_cell
 from .failure import PatchError, fail
@@ -61,17 +62,18 @@ def _cell_ops(patch: Patch) -> dict[tuple[int, int], CellOp]:
     return ops
 
 
-def apply_patch(data: bytes, patch: Patch) -> bytes:
+def apply_patch(data: bytes, patch: Patch, *, limits: ZipLimits = DEFAULT_LIMITS) -> bytes:
     """Return a copy of workbook ``data`` with ``patch`` applied (see :class:`Patch`).
 
     Order: strip the old 退回原因 sheet and highlights; replace/append 流转记录; insert the new
     退回原因 first and make it active; write and highlight cells on the form sheet.
-    Raises :class:`PatchError` when the workbook cannot be patched safely.
+    Raises :class:`PatchError` when the workbook cannot be patched safely. ``limits``: how
+    much of the zip is read (``ZipLimits.for_max_file_mb`` of ``[parse] max_file_mb``).
     """
     if patch.sheet.casefold() in (HISTORY_SHEET.casefold(), RETURN_SHEET.casefold()):
         raise fail(f"“{patch.sheet}”是流转用的工作表,不能作为表单工作表", Reason.FOREIGN_WORKBOOK)
     ops = _cell_ops(patch)
-    z = ZipArchive(data)
+    z = ZipArchive(data, limits)
     book = Book(z)
     if book.find(patch.sheet) is None:
         raise fail(f"工作簿中没有工作表“{patch.sheet}”,不是退款申请表", Reason.FOREIGN_WORKBOOK)

@@ -1,9 +1,9 @@
-"""The zip container: bounded reads of members, and a writer that copies untouched members
-as their raw compressed bytes."""
+"""The zip container: members read through :mod:`refundflow.zipread` (the one bounded
+reader, with the limits of ``[parse] max_file_mb``), and a writer that copies untouched
+members as their raw compressed bytes."""
 
 from __future__ import annotations
 
-import io
 import struct
 import zipfile
 import zlib
@@ -11,13 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from ..errors import Reason
-from .failure import fail
-
-MAX_INPUT_BYTES = 50 * 1024 * 1024
-"""Largest workbook accepted; our forms are 30-100 KB, anything near this is not one of them."""
-MAX_PART_BYTES = 32 * 1024 * 1024
-"""Largest decompressed XML part we parse (guards against zip bombs)."""
-MAX_MEMBERS = 5000
+from ..zipread import DEFAULT_LIMITS, Package, ZipError, ZipFault, ZipLimits
+from .failure import PatchError, fail
 
 DEFLATE_LEVEL = 1
 """zlib level for the few members we rewrite (the rest are copied compressed as they were):
@@ -43,19 +38,16 @@ def _dos_datetime(dt: tuple[int, int, int, int, int, int]) -> tuple[int, int]:
 
 
 class ZipArchive:
-    def __init__(self, data: bytes) -> None:
-        if len(data) > MAX_INPUT_BYTES:
-            raise fail("文件过大,不是退款申请表工作簿", Reason.TOO_LARGE)
+    def __init__(self, data: bytes, limits: ZipLimits = DEFAULT_LIMITS) -> None:
         try:
-            self._zf = zipfile.ZipFile(io.BytesIO(data))
-            infos = self._zf.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-            raise fail("文件不是有效的 Excel 工作簿(zip 结构损坏)", Reason.NOT_A_WORKBOOK) from exc
-        if len(infos) > MAX_MEMBERS:
-            raise fail("工作簿包含的部件过多,拒绝处理", Reason.TOO_LARGE)
+            self._package = Package(data, limits)
+        except ZipError as exc:
+            raise _refused(exc) from None
+        infos = self._package.infos
         self.data = data
         self.infos = infos
-        self.comment = self._zf.comment
+        self.limits = limits
+        self.comment = self._package.zf.comment
         self._by_key: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
             key = info.filename.casefold()
@@ -74,36 +66,21 @@ class ZipArchive:
         return self._by_key[name.casefold()]
 
     def _raw(self, info: zipfile.ZipInfo) -> memoryview:
-        off = info.header_offset
-        if off < 0 or off + _LOCAL.size > len(self.data):
-            raise fail(f"工作簿部件 {info.filename} 的位置超出文件范围,文件已损坏")
-        sig, *_, name_len, extra_len = _LOCAL.unpack_from(self.data, off)
-        start = off + _LOCAL.size + name_len + extra_len
-        end = start + info.compress_size
-        if sig != 0x04034B50 or end > len(self.data):
-            raise fail(f"工作簿部件 {info.filename} 已损坏")
-        return memoryview(self.data)[start:end]
+        try:
+            return self._package.raw(info)
+        except ZipError:
+            raise fail(f"工作簿部件 {info.filename} 已损坏") from None
 
     def read(self, name: str) -> bytes:
-        """Decompress a member, refusing anything larger than :data:`MAX_PART_BYTES`."""
-        info = self.info(name)
-        if info.file_size > MAX_PART_BYTES:
-            raise fail(f"工作簿部件 {name} 过大,拒绝处理", Reason.TOO_LARGE)
+        """Decompress a member, refusing one larger than ``limits.loaded_part_bytes``."""
         try:
-            if info.compress_type == zipfile.ZIP_STORED:
-                out = bytes(self._raw(info))
-            elif info.compress_type == zipfile.ZIP_DEFLATED:
-                out = zlib.decompressobj(-15).decompress(self._raw(info), MAX_PART_BYTES + 1)
-            else:
-                with self._zf.open(info) as fh:
-                    out = fh.read(MAX_PART_BYTES + 1)
-        except (zlib.error, zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+            return self._package.read(self.info(name), self.limits.loaded_part_bytes)
+        except ZipError as exc:
+            if exc.fault is ZipFault.PART_TOO_LARGE:
+                raise fail(f"工作簿部件 {name} 过大,拒绝处理", Reason.TOO_LARGE) from exc
+            if exc.fault is ZipFault.CRC:
+                raise fail(f"工作簿部件 {name} 校验失败,文件已损坏") from exc
             raise fail(f"工作簿部件 {name} 无法解压,文件已损坏") from exc
-        if len(out) > MAX_PART_BYTES:
-            raise fail(f"工作簿部件 {name} 过大,拒绝处理", Reason.TOO_LARGE)
-        if len(out) != info.file_size or zlib.crc32(out) != info.CRC:
-            raise fail(f"工作簿部件 {name} 校验失败,文件已损坏")
-        return out
 
     def build(
         self,
@@ -190,3 +167,16 @@ class _ZipWriter:
         n = len(self._central)
         end = _EOCD.pack(0x06054B50, 0, 0, n, n, len(cd), self._offset, len(comment))
         return b"".join([*self._out, cd, end, comment])
+
+
+def _refused(exc: ZipError) -> PatchError:
+    """Why the container as a whole cannot be patched, in the staff's words."""
+    if exc.fault is ZipFault.FILE_TOO_LARGE:
+        return fail("文件过大,不是退款申请表工作簿", Reason.TOO_LARGE)
+    if exc.fault is ZipFault.TOO_MANY_ENTRIES:
+        return fail("工作簿包含的部件过多,拒绝处理", Reason.TOO_LARGE)
+    if exc.fault is ZipFault.BOMB:
+        return fail(f"工作簿部件 {exc.part or ''} 过大,拒绝处理", Reason.TOO_LARGE)
+    if exc.fault is ZipFault.DUPLICATE_NAME:
+        return fail(f"工作簿中部件 {exc.part} 重复出现,文件已损坏")
+    return fail("文件不是有效的 Excel 工作簿(zip 结构损坏)", Reason.NOT_A_WORKBOOK)

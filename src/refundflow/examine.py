@@ -1,0 +1,48 @@
+"""What the sandboxed parser worker answers for one dropped file: what it is, and its content.
+
+One call into the worker per file (see :meth:`Processor.check_kind`): the sniff and the form
+reader run there together, on one parse of the zip's central directory, so the watcher's own
+process opens no untrusted zip to decide what a file is. The answer is picklable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import FileRejected, Reason
+from .forms import FormReading, read_form
+from .handoverread import HandoverReading, probe
+from .sniff import Sniffed, sniff_package
+from .zipread import ZipLimits
+
+
+@dataclass(frozen=True)
+class Examined:
+    """The sniff's verdict and, for a workbook it accepted, the reader's answer."""
+
+    sniffed: Sniffed
+    reading: FormReading | None = None
+    # Why the reader could not read the form (damaged, not our form): the read gate says it,
+    # so gates between the kind and the read still see every workbook.
+    refused: FileRejected | None = None
+    # Not a refund form but our handover sheet, read (see handover_intake).
+    handover: HandoverReading | None = None
+
+
+def examine(data: bytes, name: str, limits: ZipLimits) -> Examined:
+    """Sniff ``data`` and, if it is a workbook, read it as a form, or else as another of our
+    documents. Runs in the worker."""
+    sniffed, package = sniff_package(data, name=name, limits=limits)
+    if not sniffed.accepted:
+        return Examined(sniffed)
+    try:
+        return Examined(sniffed, read_form(data, limits=limits, package=package))
+    except FileRejected as exc:
+        if exc.reason is not Reason.FOREIGN_WORKBOOK:
+            return Examined(sniffed, refused=exc)
+        refused = exc
+    # Not a refund form: one of our other documents? (A refund form never pays for this.)
+    handover = probe(data, limits=limits, package=package)
+    if handover is not None:
+        return Examined(sniffed, handover=handover)
+    return Examined(sniffed, refused=refused)
