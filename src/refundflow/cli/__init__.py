@@ -6,7 +6,7 @@ is its --help. The group is in ``base``; each module registers its commands on i
 
 from __future__ import annotations
 
-from . import look, papers, prepare, run  # each registers its commands on the group
+from . import demo, look, papers, prepare, run  # each registers its commands on the group
 from .base import cli
 
-__all__ = ["cli", "look", "papers", "prepare", "run"]
+__all__ = ["cli", "demo", "look", "papers", "prepare", "run"]
