@@ -7,6 +7,9 @@ the office test plays it with LibreOffice.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import openpyxl
@@ -144,6 +147,24 @@ def test_demo_keeps_a_file_dropped_in_a_previous_demos_inbox(tmp_path: Path) -> 
         "或用 --root 指定另一个文件夹\n"
     )
     assert (root / "inbox" / "试一试.xlsx").read_bytes() == b"a person's try"
+
+
+def test_demo_leaves_no_helper_processes_behind(tmp_path: Path) -> None:
+    """Like `process`: the parser's forkserver and resource tracker end with the command."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src), "PATH": str(tmp_path)}  # no soffice
+    done = subprocess.Popen(
+        [sys.executable, "-m", "refundflow.cli", "demo", "--root", str(tmp_path / "demo"),
+         "--month", "2026-11", "--forms", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+    )  # fmt: skip
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err.decode()
+    assert out.decode() == summary(tmp_path / "demo")
+    session = subprocess.run(
+        ["ps", "-o", "pid=,cmd=", "--sid", str(done.pid)], capture_output=True, text=True
+    )
+    assert session.stdout.strip() == "", session.stdout
 
 
 @pytest.mark.slow

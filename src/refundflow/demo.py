@@ -13,13 +13,16 @@ story whose next act falls after the month is over stops there: its form stays o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import heapq
 import json
 import logging
+import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections import Counter
@@ -184,6 +187,8 @@ class OfficeSave:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # soffice starts soffice.bin under it: a group of its own to stop them together.
+            start_new_session=True,
         )
 
     def result(self) -> bytes | None:
@@ -192,16 +197,22 @@ class OfficeSave:
             code = self._process.wait(timeout=OFFICE_TIMEOUT)
         except subprocess.TimeoutExpired:
             log.warning("LibreOffice did not save the demo form within %d s", OFFICE_TIMEOUT)
+            self._stop()
             return None
         if code != 0 or not self._out.is_file() or self._out.stat().st_size == 0:
             log.warning("LibreOffice could not save the demo form (exit %s)", code)
             return None
         return self._out.read_bytes()
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         if self._process.poll() is None:
-            self._process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
+
+    def close(self) -> None:
+        """Nothing of LibreOffice's outlives the demo, even when it stops early."""
+        self._stop()
         self._scratch.cleanup()
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from ..calendar import Month
-from ..demo import check_folder, demo_size, play_demo
 from ..demoplan import MIN_FORMS
 from ..sandbox import stop_helper_processes
 from .base import _errors, _parse_month, cli, global_options
@@ -81,6 +80,10 @@ def demo(obj: dict[str, Any], root: Path, month: Month | None, forms: int) -> No
 
     Then: refundflow status --root demo
     """
+    # Here, not at the top: the demo loads openpyxl (handover sheets), which other commands
+    # do not pay for.
+    from ..demo import check_folder, demo_size, play_demo
+
     month = month or Month.before(obj["clock"]().date())
     soffice = shutil.which("soffice")
     with _errors(), _breaches_told_in_the_summary():
