@@ -5,8 +5,8 @@ the same story, so the demo's summary can be checked line by line.
 Every refund is reported on a working day in one of the two shifts and filled by someone of
 that shift; most are refunded, every eighth is refused by 技术部, every tenth returned by
 finance. A few early ones carry the month's incidents: a mistyped mobile number, a late
-filing, a late hand-off to finance, finance overnight, a form saved with LibreOffice, one
-above the president's threshold, and a second form for an order that already has one.
+filing, a late hand-off to finance, finance overnight, one above the president's threshold,
+and a second form for an order that already has one; one later on is saved with LibreOffice.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ def plan_month(month: Month, count: int, config: Config, *, office: bool) -> Pla
                 late_fill=i == 2,  # see filed
                 late_forward=i == 3 or (count >= 30 and i == count // 2 + 3),
                 slow_finance=i == 4,
-                via_office=office and i == 5,
+                # Late in the month: LibreOffice saves it in the background meanwhile.
+                via_office=office and i == count * 3 // 4,
             )
         )
     return Plan(month, tuple(refunds), duplicate_of=0, workdays=days)
