@@ -69,6 +69,16 @@ TECH_REFUSAL = "经核查扣款未成功,系银行预授权,将自动解冻"
 FINANCE_RETURN = "银行流水未查到该笔扣款"
 
 
+# How `process` and `watch` mark each file's answer (cli/run.py), in the summary's order.
+_ANSWERS = (
+    (Outcome.ROUTED, "已流转"),
+    (Outcome.CLOSED, "已归档"),
+    (Outcome.RETURNED, "已退回"),
+    (Outcome.REJECTED, "已拒收"),
+    (Outcome.DUPLICATE, "重复件"),
+)
+
+
 class _Surprise(Exception):
     """The pipeline answered a step differently from the script: the story stops there."""
 
@@ -80,6 +90,7 @@ class DemoReport:
     root: Path
     month: Month
     files: int = 0  # files dropped in inbox/ and answered
+    outcomes: Counter[Outcome] = field(default_factory=Counter)  # their answers
     endings: Counter[str] = field(default_factory=Counter)  # closed forms by how they ended
     still_open: Counter[str] = field(default_factory=Counter)  # open forms by step name
     breaches: Counter[str] = field(default_factory=Counter)
@@ -97,6 +108,8 @@ class DemoReport:
         lines = [
             f"演示完成:{self.month.label} 共 {closed + sum(self.still_open.values())} 张退款单,"
             f"真实流程处理了 {self.files} 个放入 inbox/ 的文件",
+            "逐个文件的处理结果:"
+            + "、".join(f"{name} {self.outcomes[o]}" for o, name in _ANSWERS if self.outcomes[o]),
             f"已办结 {closed} 张({ended})",
             f"月底仍在流转 {sum(self.still_open.values())} 张"
             + (f"({waiting})" if waiting else ""),
@@ -262,6 +275,7 @@ class _Player:
         path.write_bytes(data)
         result = self.processor.process_file(path)
         self.report.files += 1
+        self.report.outcomes[result.outcome] += 1
         if result.outcome not in expected:
             raise _Surprise(f"{self.now:%m-%d %H:%M} {name}:{result.message}")
         return result
