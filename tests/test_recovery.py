@@ -49,7 +49,7 @@ def test_restart_releases_files_a_killed_run_held_aside(root: Path, run: Invoke)
 
 
 def test_a_file_taken_back_before_it_is_read_is_not_a_failure(root: Path) -> None:
-    from refundflow.cli import _handler
+    from refundflow.cli.run import _handler
 
     workspace = Workspace(root, load_config(root))
     failures: list[str] = []

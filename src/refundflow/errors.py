@@ -15,6 +15,7 @@ class Reason(StrEnum):
     CONFIG_INVALID = "config_invalid"
     WORKSPACE_MISSING = "workspace_missing"
     WORKSPACE_LOCKED = "workspace_locked"
+    DEMO_FOLDER_TAKEN = "demo_folder_taken"  # `refundflow demo` will not write into it
     # the ledger cannot be trusted as the record of the archive
     LEDGER_MISSING = "ledger_missing"
     LEDGER_EMPTY = "ledger_empty"
