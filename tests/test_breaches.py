@@ -41,7 +41,14 @@ def recorded(root: Path) -> list[tuple[str, str, str, str | None, str, str]]:
     ledger = Ledger(root / "refundsheets" / "ledger.sqlite3")
     try:
         return [
-            (b.form_no, b.kind, f"{b.due:%Y-%m-%d %H:%M}", b.waited_on, b.step, f"{b.detected_at}")
+            (
+                b.form_no,
+                b.kind,
+                f"{b.due:%Y-%m-%d %H:%M}",
+                b.waited_on,
+                b.step,
+                f"{b.detected_at:%Y-%m-%d %H:%M}",
+            )
             for b in ledger.breaches.recorded()
         ]
     finally:
@@ -54,11 +61,11 @@ def test_each_overrun_limit_is_recorded_once_with_whom_the_form_waited_on(
     root, _run, _log = day
     assert recorded(root) == [
         # D sat at the cashier over the weekend: found by the first pass on Monday.
-        (D, "finance", "2026-11-20 23:00", "cashier", "at_cashier", "2026-11-23 09:07:00"),
-        (D, "refund", "2026-11-21 10:00", "cashier", "at_cashier", "2026-11-23 09:07:00"),
+        (D, "finance", "2026-11-20 23:00", "cashier", "at_cashier", "2026-11-23 09:07"),
+        (D, "refund", "2026-11-21 10:00", "cashier", "at_cashier", "2026-11-23 09:07"),
         # B forwarded 92 minutes after tech: found by the pass that forwarded it.
-        (B, "forward", "2026-11-23 11:00", "cs", "tech_verified", "2026-11-23 11:32:00"),
-        (C, "fill", "2026-11-23 14:10", "cs", "new", "2026-11-23 14:30:00"),
+        (B, "forward", "2026-11-23 11:00", "cs", "tech_verified", "2026-11-23 11:32"),
+        (C, "fill", "2026-11-23 14:10", "cs", "new", "2026-11-23 14:30"),
     ]
     assert A not in {form for form, *_ in recorded(root)}
 
@@ -135,7 +142,7 @@ def test_president_approving_after_finance_12_hours_is_recorded_against_the_pres
     drop(root, FILE, edit_form(take(root, "president", FILE), late))
     assert run("process", now="2026-11-24 08:00").exit_code == 0
     assert recorded(root) == [
-        (FORM, "finance", "2026-11-23 21:40", "president", "at_president", "2026-11-24 08:00:00")
+        (FORM, "finance", "2026-11-23 21:40", "president", "at_president", "2026-11-24 08:00")
     ]
 
 
