@@ -130,6 +130,9 @@ class EventKind(StrEnum):
     RETURNED = "returned"  # a form with problems went back to whoever must fix them
     REJECTED = "rejected"  # not a form we can take: outbox/rejected/ with a reason
     DUPLICATE = "duplicate"  # the very same bytes again
+    # A monthly statistics table signed by its department head, filed and sent to 行政部;
+    # form_no holds the table's 编号 (KFTJ-/CWTJ-YYYY-MM), never a refund form's number.
+    TABLE_SIGNED = "table_signed"
 
 
 def iso(moment: dt.datetime | None) -> str | None:

@@ -90,6 +90,8 @@ from .routing import (
 )
 from .sandbox import ParserPool
 from .sniff import sniff
+from .stats_intake import plan_signed_table
+from .statsread import examine as examine_table
 from .validation import Context, validate
 from .workspace import Workspace
 from .xlsxpatch import Patch, PatchError, apply_patch
@@ -346,6 +348,7 @@ class Processor:
         try:
             return (
                 self.check_kind(intake)
+                or self.check_other_document(intake)
                 or self.read(intake, while_reading)
                 or self.check_closed(intake)
                 or self.check_foreign_number(intake)
@@ -363,6 +366,20 @@ class Processor:
         if sniffed.accepted:
             return None
         return self._reject(intake, sniffed.description, sniffed.hint, sniffed.reason)
+
+    def check_other_document(self, intake: _Intake) -> _Plan | None:
+        """Another of our documents: a statistics table signed by its department head.
+
+        The worker looks at workbook.xml's sheet names first; anything else comes back None
+        at that cost and is read as a refund form.
+        """
+        try:
+            table = self.pool.run(examine_table, intake.data)
+        except FileRejected as exc:
+            return self._reject(intake, exc.message, exc.hint, exc.reason)
+        if table is None:
+            return None
+        return plan_signed_table(self, intake, table)
 
     def read(self, intake: _Intake, while_reading: Callable[[], object] | None) -> _Plan | None:
         """Read the form in the sandboxed worker; find what the ledger knows of its number."""
