@@ -26,6 +26,7 @@ import logging
 import re
 import tempfile
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,15 @@ from .archive import sha256
 from .calendar import Month
 from .config import ROLE_NAMES
 from .errors import Reason
-from .layout import STATS_CELLS, STATS_HEADER_ROW, STATS_LABELS, TOTAL_LABEL, rc_to_cell
+from .layout import (
+    STATS_AMOUNT_COLUMN,
+    STATS_CELLS,
+    STATS_FIRST_DATA_ROW,
+    STATS_HEADER_ROW,
+    STATS_LABELS,
+    TOTAL_LABEL,
+    rc_to_cell,
+)
 from .ledger import EventKind, NewEvent, months_with_forms
 from .monthend import (
     BOOK_NAME,
@@ -181,6 +190,34 @@ def _shape_problems(table: TableSheet) -> list[TableProblem]:
     return problems
 
 
+def _amount_problems(table: TableSheet) -> list[TableProblem]:
+    """金额 cells that hold no amount at all (text, a date): 核对 could not compare them."""
+    if STATS_AMOUNT_COLUMN not in table.columns:
+        return []  # said by the column headings
+    col = table.columns.index(STATS_AMOUNT_COLUMN)
+    problems = []
+    for i, row in enumerate(table.rows):
+        value = row[col]
+        if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            continue
+        try:
+            if Decimal(str(value).strip()).is_finite():
+                continue
+        except ArithmeticError:
+            pass
+        cell = rc_to_cell(STATS_FIRST_DATA_ROW - 1 + i, col)
+        problems.append(
+            TableProblem(
+                STATS_AMOUNT_COLUMN,
+                cell,
+                Reason.BAD_AMOUNT,
+                f"{STATS_AMOUNT_COLUMN}({cell})是“{_text(value)}”,不是金额",
+                "填写数字金额(元),不要带单位或文字;不清楚时改回生成时的金额",
+            )
+        )
+    return problems
+
+
 def problems_of(
     table: TableSheet, processor: Processor, now: dt.datetime
 ) -> tuple[Month | None, list[TableProblem]]:
@@ -188,6 +225,7 @@ def problems_of(
     found = _month_of(table, processor, now)
     problems = [] if isinstance(found, Month) else [found]
     problems += _shape_problems(table)
+    problems += _amount_problems(table)
     label = STATS_LABELS["approver"]
     if table.approver_cell is not None and not _text(table.approver):
         cell = table.approver_cell
