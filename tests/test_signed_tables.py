@@ -8,11 +8,12 @@ November 2026 is built once with `process --now` replays (monthfill), and its ta
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import openpyxl
 import pandas as pd
@@ -22,7 +23,11 @@ from click.testing import CliRunner, Result
 from monthfill import build_month
 from refundflow import layout
 from refundflow.cli import cli
+from refundflow.config import load_config
 from refundflow.ledger import Ledger
+from refundflow.processor import Outcome, Processor
+from refundflow.sandbox import ParserPool
+from refundflow.workspace import Workspace
 
 from conftest import ROSTER, drop, make_form, set_roster
 from office import gnumeric_resave, needs_soffice, soffice_resave
@@ -360,3 +365,35 @@ def test_a_file_put_by_hand_where_the_signed_table_is_filed_is_archived_and_repl
     assert (ws / SIGNED / CS_FILE).read_bytes() == data
     kept = ws / "refundsheets" / "archive" / "superseded"
     assert [p.read_bytes() for p in kept.rglob(f"*{CS_FILE}")] == [b"copied here by hand"]
+
+
+class CountingPool(ParserPool):
+    """The sandboxed worker pool, counting what it is asked to run."""
+
+    def __init__(self) -> None:
+        super().__init__(memory_mb=512, timeout=20)
+        self.calls: list[str] = []
+
+    def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self.calls.append(func.__name__)
+        return super().run(func, *args, **kwargs)
+
+
+T = TypeVar("T")
+
+
+def test_a_refund_form_costs_no_extra_worker_round_trip(root: Path) -> None:
+    """Telling a statistics table from a form reads workbook.xml here, not in the worker."""
+    drop(root, "新单.xlsx", make_form())
+    with CountingPool() as pool:
+        processor = Processor(
+            Workspace(root, load_config(root)),
+            clock=lambda: dt.datetime(2026, 11, 23, 9, 10),
+            pool=pool,
+        )
+        try:
+            result = processor.process_file(root / "inbox" / "新单.xlsx")
+        finally:
+            processor.close()
+    assert result.outcome is Outcome.ROUTED
+    assert pool.calls == ["read_form"]
