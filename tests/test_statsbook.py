@@ -4,6 +4,8 @@ people typed, a refund that skipped a step, a table whose 合计 was tampered wi
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -242,3 +244,22 @@ def test_a_table_whose_header_row_moved_is_refused_in_chinese(tmp_path: Path) ->
         "客服退单统计表-2026-11.xlsx 不是退单统计表:第 3 行缺少列标题退单编号、订单号、开户行、金额"
     )
     assert info.value.hint == "请使用 refundflow 生成的统计表,不要在列标题上方插入或删除行"
+
+
+def test_reading_a_table_back_needs_no_openpyxl(tmp_path: Path) -> None:
+    """Tables come back read by python-calamine alone (formulas from the sheet's XML)."""
+    workspace = workspace_with(tmp_path, month_of_refunds(2))
+    produce(workspace, NOVEMBER, now=AS_OF)
+    path = workspace.outbox("cs") / "客服退单统计表-2026-11.xlsx"
+    want = read_stats_table(path)
+    script = (
+        "import sys; sys.modules['openpyxl'] = None\n"  # importing it now fails
+        "from pathlib import Path\n"
+        "from refundflow.reports import read_stats_table\n"
+        f"back = read_stats_table(Path({str(path)!r}))\n"
+        "print(len(back.rows), back.total)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{len(want.rows)} {want.total}\n"
+    assert len(want.rows) == 2

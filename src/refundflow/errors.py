@@ -61,6 +61,10 @@ class Reason(StrEnum):
     FILLED_TOO_EARLY = "filled_too_early"
     ALREADY_RECEIVED = "already_received"
     FOREIGN_FORM_NO = "foreign_form_no"
+    # a statistics table a department head signed and dropped in inbox/
+    TABLE_UNSIGNED = "table_unsigned"  # 审批人 is empty
+    TABLE_MONTH = "table_month"  # 编号 names no finished month the ledger has refunds of
+    TABLE_SHAPE = "table_shape"  # labels, column headings or 合计 not as generated
     # what sits in inbox/, and where we write
     NOT_A_FILE = "not_a_file"
     UNREADABLE = "unreadable"

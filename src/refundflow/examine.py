@@ -13,6 +13,8 @@ from .errors import FileRejected, Reason
 from .forms import FormReading, read_form
 from .handoverread import HandoverReading, probe
 from .sniff import Sniffed, sniff_package
+from .statsread import TableSheet
+from .statsread import examine as examine_table
 from .zipread import ZipLimits
 
 
@@ -27,6 +29,8 @@ class Examined:
     refused: FileRejected | None = None
     # Not a refund form but our handover sheet, read (see handover_intake).
     handover: HandoverReading | None = None
+    # Or a monthly statistics table, read (see stats_intake).
+    table: TableSheet | None = None
 
 
 def examine(data: bytes, name: str, limits: ZipLimits) -> Examined:
@@ -45,4 +49,10 @@ def examine(data: bytes, name: str, limits: ZipLimits) -> Examined:
     handover = probe(data, limits=limits, package=package)
     if handover is not None:
         return Examined(sniffed, handover=handover)
+    try:
+        table = examine_table(data, limits=limits, package=package)
+    except FileRejected as exc:  # a statistics table that cannot be read: said as such
+        return Examined(sniffed, refused=exc)
+    if table is not None:
+        return Examined(sniffed, table=table)
     return Examined(sniffed, refused=refused)

@@ -47,8 +47,8 @@ def archive_dir(workspace: Workspace, month: Month) -> Path:
 def signed_dir(workspace: Workspace, month: Month) -> Path:
     """Where a department head's approved table of ``month`` is kept once received.
 
-    Taking signed tables back through inbox/ is not built yet; whatever does it files them
-    here, and `status` counts a table as in when it is here.
+    :mod:`stats_intake` files a signed table dropped in inbox/ here (and the workbook made
+    again from both); `status` counts a table as in when it is here.
     """
     return archive_dir(workspace, month) / SIGNED_FOLDER
 

@@ -53,6 +53,7 @@ class Tables:
     finance: pd.DataFrame
     issues: pd.DataFrame  # reports.reconcile of both tables + forms that skipped a step
     signed: bool = False  # False: as generated, not yet approved by the department heads
+    approvers: tuple[str, str] = ("", "")  # 审批人 of the cs and the finance table, when signed
 
 
 def _width(value: object) -> int:
@@ -327,10 +328,16 @@ def _print(ws: Any, *, repeat: int | None, wide: bool = False) -> None:
         ws.fit_to_pages(1, 0)
 
 
-def _stats_sheet(book: _Book, frame: pd.DataFrame, sheet: str, name: str, signed: bool) -> None:
+def _stats_sheet(
+    book: _Book, frame: pd.DataFrame, sheet: str, name: str, signed: bool, approver: str = ""
+) -> None:
     book.writer.book.add_worksheet(sheet)
     book.writer.sheets[sheet] = ws = book.writer.book.get_worksheet_by_name(sheet)
-    mark = "已审批" if signed else "未签字:refundflow 按账本生成,尚未经部门负责人审批"
+    mark = (
+        f"已审批:部门负责人签字的统计表,审批人 {approver}"
+        if signed
+        else "未签字:refundflow 按账本生成,尚未经部门负责人审批"
+    )
     ws.write(0, 0, mark, book.plain if signed else book.note)
     book.table(frame, sheet, startrow=1, name=name, totals=("金额",))
     ws.freeze_panes(2, 0)
@@ -400,11 +407,17 @@ def _people(data: MonthData) -> pd.DataFrame:
 def write_monthly(path: Path, data: MonthData, tables: Tables, *, mask: bool) -> None:
     """Write the monthly workbook to ``path``."""
     book = _Book(path)
+    # Made at as_of, not at the wall clock: the same data gives the same bytes (a rebuild
+    # records the same files).
+    book.writer.book.set_properties({"created": data.as_of})
     try:
         _summary(book, data, tables)
         cs = _masked(tables.cs, mask=mask)
-        _stats_sheet(book, cs, "客服退单统计表", "客服退单统计", tables.signed)
-        _stats_sheet(book, tables.finance, "财务退单统计表", "财务退单统计", tables.signed)
+        cs_by, finance_by = tables.approvers
+        _stats_sheet(book, cs, "客服退单统计表", "客服退单统计", tables.signed, cs_by)
+        _stats_sheet(
+            book, tables.finance, "财务退单统计表", "财务退单统计", tables.signed, finance_by
+        )
         _check_sheet(book, data, tables)
         book.table(_overdue(data), OVERDUE, name="超时环节")
         book.table(_masked(data.refunds, mask=mask), DETAIL, name="退款明细")

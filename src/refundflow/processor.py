@@ -100,6 +100,7 @@ from .routing import (
     next_step,
 )
 from .sandbox import ParserPool
+from .stats_intake import plan_signed_table
 from .validation import Context, validate
 from .workspace import Workspace
 from .xlsxpatch import Patch, PatchError, apply_patch
@@ -396,10 +397,15 @@ class Processor:
 
     def check_other_document(self, intake: _Intake) -> _Plan | None:
         """Our other documents take their own path: a filled handover sheet is checked and
-        handed to the next shift (handover_intake.py). Anything else goes on to ``read``."""
+        handed to the next shift (handover_intake.py), a statistics table signed by its
+        department head is filed for 行政部 (stats_intake.py). The worker told them apart
+        only after the form reader called the workbook foreign, so a refund form pays nothing
+        here. Anything else goes on to ``read``."""
         assert intake.examined is not None, "the kind gate runs first"
         if intake.examined.handover is not None:
             return handover_intake.plan(self, intake, intake.examined.handover)
+        if intake.examined.table is not None:
+            return plan_signed_table(self, intake, intake.examined.table)
         return None
 
     def read(self, intake: _Intake) -> _Plan | None:

@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pandas as pd
 
 from . import layout
@@ -33,6 +32,7 @@ from .routing import (
     Step,
     step_deadline,
 )
+from .statsread import TableSheet, examine
 
 # The stamp columns, named as the tables name them (the ledger stores the codes).
 STAMPS = tuple(STAMP_LABELS.values())
@@ -367,46 +367,42 @@ class TableReadBack:
 
 def read_stats_table(path: Path) -> TableReadBack:
     """Read a statistics table the way administration's tools do (calamine: cached values)."""
-    frame = pd.read_excel(path, engine="calamine", header=layout.STATS_HEADER_ROW - 1, dtype=object)
-    missing = [c for c in ("退单编号", "订单号", "开户行", "金额") if c not in frame.columns]
-    if missing:
+    table = examine(path.read_bytes())
+    missing = [
+        c
+        for c in ("退单编号", "订单号", "开户行", "金额")
+        if table is None or c not in table.columns
+    ]
+    if table is None or missing:
         raise FormReadError(
             f"{path.name} 不是退单统计表:第 {layout.STATS_HEADER_ROW} 行缺少列标题"
             f"{'、'.join(missing)}",
             hint="请使用 refundflow 生成的统计表,不要在列标题上方插入或删除行",
         )
-    first = frame.columns[0]
-    at_total = frame.index[frame[first].astype(str).str.strip() == layout.TOTAL_LABEL]
-    total_row = None if len(at_total) == 0 else frame.loc[at_total[0]]
-    rows = frame.loc[: at_total[0] - 1] if len(at_total) else frame
-    rows = rows[rows["退单编号"].notna() & (rows["退单编号"].astype(str).str.strip() != "")]
-    amount = None if total_row is None else total_row.get(layout.STATS_AMOUNT_COLUMN)
-    cached = None if amount is None or pd.isna(amount) else float(amount)
-    if cached is None and len(at_total):
+    return readback(table)
+
+
+def readback(table: TableSheet) -> TableReadBack:
+    """A table read by :mod:`statsread` as rows and 合计, the way :func:`reconcile` takes it."""
+    frame = pd.DataFrame(list(table.rows), columns=list(table.columns), dtype=object)
+    if "退单编号" in frame.columns:
+        numbers = frame["退单编号"].astype(str).str.strip()
+        frame = frame[frame["退单编号"].notna() & (numbers != "")]
+    cached = table.total
+    if cached is None and table.total_row is not None and _total_is_plain_sum(table):
         # Saved by a program that does not compute formulas (no cached value): the 合计 is
         # still right when it is the plain SUM over every data row.
-        header_row = layout.STATS_HEADER_ROW + 1  # 1-based row of the frame's first row
-        if _total_is_plain_sum(path, total_row=header_row + int(at_total[0])):
-            cached = total(rows["金额"].fillna(0))
-    return TableReadBack(rows.reset_index(drop=True), cached)
+        cached = total(frame["金额"].fillna(0))
+    return TableReadBack(frame.reset_index(drop=True), cached)
 
 
-def _total_is_plain_sum(path: Path, *, total_row: int) -> bool:
-    book = openpyxl.load_workbook(path, read_only=True)
-    try:
-        sheet = book.worksheets[0]
-        header = next(
-            sheet.iter_rows(
-                min_row=layout.STATS_HEADER_ROW, max_row=layout.STATS_HEADER_ROW, values_only=True
-            )
-        )
-        col = rc_to_cell(0, list(header).index(layout.STATS_AMOUNT_COLUMN))[:-1]
-        formula = next(sheet.iter_rows(min_row=total_row, max_row=total_row, values_only=True))
-        cell = formula[list(header).index(layout.STATS_AMOUNT_COLUMN)]
-    finally:
-        book.close()
-    plain = f"=SUM({col}{layout.STATS_FIRST_DATA_ROW}:{col}{total_row - 1})"
-    return isinstance(cell, str) and cell.replace(" ", "").upper() == plain
+def _total_is_plain_sum(table: TableSheet) -> bool:
+    if table.total_formula is None or layout.STATS_AMOUNT_COLUMN not in table.columns:
+        return False
+    assert table.total_row is not None
+    col = rc_to_cell(0, table.columns.index(layout.STATS_AMOUNT_COLUMN))[:-1]
+    plain = f"SUM({col}{layout.STATS_FIRST_DATA_ROW}:{col}{table.total_row - 1})"
+    return table.total_formula.replace(" ", "").upper().removeprefix("=") == plain
 
 
 ISSUE_COLUMNS = ["表", "退单编号", "问题", "表中", "账本中"]

@@ -20,6 +20,9 @@ class EventKind(StrEnum):
     # A filled shift handover sheet (no form number; see handover_intake.py):
     HANDOVER_ACCEPTED = "handover_accepted"  # checked and sent on to the next shift
     HANDOVER_RETURNED = "handover_returned"  # back to customer service with its problems
+    # A monthly statistics table signed by its department head, filed and sent to 行政部;
+    # form_no holds the table's 编号 (KFTJ-/CWTJ-YYYY-MM), never a refund form's number.
+    TABLE_SIGNED = "table_signed"
 
 
 def iso(moment: dt.datetime | None) -> str | None:
