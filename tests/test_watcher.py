@@ -22,6 +22,7 @@ import pytest
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from refundflow import inboxready, watchevents
 from refundflow import watcher as watcher_mod
 from refundflow.watcher import (
     InboxWatcher,
@@ -673,7 +674,7 @@ def test_paused_writer_is_waited_for_not_rejected(
     writer_visible: bool,
 ) -> None:
     if not writer_visible:  # e.g. the watcher does not own the file: no lease, EACCES
-        monkeypatch.setattr(watcher_mod, "_open_for_writing", lambda fd: None)
+        monkeypatch.setattr(inboxready, "_open_for_writing", lambda fd: None)
     data = workbook()
     with running(make(inbox, recorder, incomplete_seconds=60.0)):
         with (inbox / "form.xlsx").open("wb") as stream:
@@ -691,7 +692,7 @@ def test_paused_writer_is_waited_for_not_rejected(
 
 LEASE_BREAK = """
 import fcntl, os, subprocess, sys
-from refundflow.watcher import _read_lease
+from refundflow.inboxready import _read_lease
 
 fd = os.open(sys.argv[1], os.O_RDONLY)
 with _read_lease(fd) as writing:
@@ -796,7 +797,7 @@ def test_file_closed_before_the_watcher_started_is_routed_at_startup(
     system_can_tell: bool,
 ) -> None:
     if not system_can_tell:
-        monkeypatch.setattr(watcher_mod, "_open_for_writing", lambda fd: None)
+        monkeypatch.setattr(inboxready, "_open_for_writing", lambda fd: None)
     (inbox / "form.xlsx").write_bytes(workbook())  # closed before any observer could see it
     watcher = make(inbox, recorder, stable_seconds=30.0)
     scans = count_scans(monkeypatch, watcher)
@@ -873,7 +874,7 @@ def test_polling_mode_keeps_the_stability_wait(
     events: list[str] = []
     original = watcher_mod._WakeHandler.on_any_event
 
-    def recording(self: watcher_mod._WakeHandler, event: watcher_mod.FileSystemEvent) -> None:
+    def recording(self: watcher_mod._WakeHandler, event: watchevents.FileSystemEvent) -> None:
         events.append(os.fsdecode(event.dest_path or event.src_path))
         original(self, event)
 
