@@ -58,7 +58,7 @@ from .inboxready import is_junk as is_junk
 from .inboxready import owner_file_present as owner_file_present
 from .inboxready import stuck_entries as stuck_entries
 from .watchevents import NETWORK_FS_TYPES as NETWORK_FS_TYPES
-from .watchevents import _Hints, _native_observer, _WakeHandler
+from .watchevents import WAKE_EVENTS, _Hints, _native_observer, _WakeHandler
 from .watchevents import detect_network_fs as detect_network_fs
 
 log = logging.getLogger(__name__)
@@ -418,7 +418,9 @@ class InboxWatcher:
             handler = _WakeHandler(self._wake, self.inbox, self._hints if trusted else None)
             try:
                 observer = make()  # inotify_init() may already fail here
-                observer.schedule(handler, str(self.inbox), recursive=False)
+                observer.schedule(
+                    handler, str(self.inbox), recursive=False, event_filter=WAKE_EVENTS
+                )
                 observer.start()
             except OSError as exc:  # inotify limits reached, inbox missing, ...
                 log.warning("无法监视收件箱 %s:%s", self.inbox, exc)

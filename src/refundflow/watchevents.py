@@ -16,13 +16,24 @@ from pathlib import Path
 from watchdog.events import (
     EVENT_TYPE_CLOSED,
     EVENT_TYPE_CLOSED_NO_WRITE,
+    EVENT_TYPE_MODIFIED,
     EVENT_TYPE_MOVED,
     EVENT_TYPE_OPENED,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+
+from .inboxfile import is_hold_name
 
 if sys.platform.startswith("linux"):
     from watchdog.observers.inotify import InotifyObserver
@@ -31,6 +42,20 @@ if sys.platform.startswith("linux"):
 #: read-only closes; our own readiness check opens files, so waking on these would make the
 #: loop wake itself for ever.
 _QUIET_EVENTS: frozenset[str] = frozenset({EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE})
+
+#: The events an observer is asked for. Not opens and read-only closes (our own reads of every
+#: form would cause them: inotify then does not even generate them), nor "directory modified"
+#: for the inbox, which comes beside every entry's own event and says nothing more.
+WAKE_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    DirCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    DirMovedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+]
 
 #: File-system types that do not deliver change notifications reliably (or at all).
 NETWORK_FS_TYPES: frozenset[str] = frozenset(
@@ -101,11 +126,30 @@ class _Hints:
         return names
 
 
+def _self_caused(event: FileSystemEvent, inbox: str) -> bool:
+    """Is this an event our own processing causes in the inbox, which needs no new scan?
+
+    Taking a form out renames it to its hold name (``.<name>.<pid>.taking``), then deletes
+    it; the loop learns what became of the file when the handler returns, so these events
+    would only wake it for an empty scan. A changed file put back reappears under a person's
+    name: that event still wakes the loop. "Directory modified" for the inbox itself comes
+    beside every entry's own event and says nothing more (observers not asked for
+    :data:`WAKE_EVENTS` deliver it).
+    """
+    if event.is_directory and event.event_type == EVENT_TYPE_MODIFIED:
+        return os.path.abspath(os.fsdecode(event.src_path)) == inbox
+    # A move counts by where it goes: out of sight into a hold name is ours; back into view
+    # under a person's name (a changed file put back) must be looked at again.
+    path = event.dest_path if event.event_type == EVENT_TYPE_MOVED else event.src_path
+    return bool(path) and is_hold_name(os.path.basename(os.fsdecode(path)))
+
+
 class _WakeHandler(FileSystemEventHandler):
     """Any change in the inbox wakes the loop; the loop decides what it means.
 
     With ``hints`` (native inotify on a local disk), a write-close (IN_CLOSE_WRITE) or a
-    rename into the inbox also records the name: that file's writer is done with it.
+    rename into the inbox also records the name: that file's writer is done with it. Events
+    our own processing causes are not passed on (:func:`_self_caused`).
     """
 
     def __init__(self, wake: threading.Event, inbox: Path, hints: _Hints | None) -> None:
@@ -115,7 +159,7 @@ class _WakeHandler(FileSystemEventHandler):
         self._hints = hints
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in _QUIET_EVENTS:
+        if event.event_type in _QUIET_EVENTS or _self_caused(event, self._inbox):
             return
         if self._hints is not None and not event.is_directory:
             path = {EVENT_TYPE_CLOSED: event.src_path, EVENT_TYPE_MOVED: event.dest_path}.get(
