@@ -315,7 +315,7 @@ def events(sizes: Sizes) -> Row:
     )
 
 
-def machine() -> list[str]:
+def machine(*, quick: bool) -> list[str]:
     model = ""
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:  # Linux only, like the watcher
         model = next(
@@ -330,7 +330,7 @@ def machine() -> list[str]:
         f"- machine: {os.cpu_count()} cores, {mem_kb / 2**20:.1f} GiB RAM, {model}",
         f"- versions: Python {platform.python_version()}, {versions}",
         f"- run: {dt.datetime.now():%Y-%m-%d %H:%M}, `python bench/run.py"
-        + (" --quick`" if sys.argv[1:2] == ["--quick"] else "`"),
+        + (" --quick`" if quick else "`"),
     ]
 
 
@@ -374,7 +374,7 @@ def main() -> int:
             "machine for the real results.**",
             "",
         ]
-    text = [*title, *machine(), "", *table(rows, quick=args.quick), ""]
+    text = [*title, *machine(quick=args.quick), "", *table(rows, quick=args.quick), ""]
     print("\n".join(table(rows, quick=args.quick)))
     args.out.write_text("\n".join(text), encoding="utf-8")
     return 0
