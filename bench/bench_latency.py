@@ -61,18 +61,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--drops", type=int, default=200)
-    parser.add_argument("--gap", type=float, default=0.2, help="seconds between drops")
-    parser.add_argument("--how", choices=("inplace", "rename"), default="inplace")
-    parser.add_argument("--target-ms", type=float, default=100.0, help="95th percentile goal")
-    args = parser.parse_args()
-
-    print(f"filling {args.drops + 1} forms ...", flush=True)
+def measure(drops: int, *, gap: float = 0.2, how: str = "inplace") -> tuple[float, list[float]]:
+    """Seconds from drop to routed copy: the first drop after start, then ``drops`` spaced ones."""
     data = [
         fill_form(TEMPLATE, {**NEW_FORM, "order_no": f"TK{i:010d}", "mobile": f"1380013{i:04d}"})
-        for i in range(args.drops + 1)
+        for i in range(drops + 1)
     ]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ws"
@@ -93,15 +86,28 @@ def main() -> int:
             latencies: list[float] = []
             for i, form in enumerate(data):
                 started = time.perf_counter()
-                drop(inbox, f"drop-{i:03d}.xlsx", form, how=args.how)
+                drop(inbox, f"drop-{i:03d}.xlsx", form, how=how)
                 routed = wait_for(tech / f"TKD20261123-{i + 1:03d}.xlsx", proc)
                 latencies.append(routed - started)
-                time.sleep(args.gap)  # spacing the drops, so each is measured alone
+                time.sleep(gap)  # spacing the drops, so each is measured alone
         finally:
             proc.terminate()
             proc.wait(timeout=10)
             log.close()
-    first, rest = latencies[0] * 1000, [v * 1000 for v in latencies[1:]]
+    return latencies[0], latencies[1:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drops", type=int, default=200)
+    parser.add_argument("--gap", type=float, default=0.2, help="seconds between drops")
+    parser.add_argument("--how", choices=("inplace", "rename"), default="inplace")
+    parser.add_argument("--target-ms", type=float, default=100.0, help="95th percentile goal")
+    args = parser.parse_args()
+
+    print(f"filling {args.drops + 1} forms ...", flush=True)
+    first_s, rest_s = measure(args.drops, gap=args.gap, how=args.how)
+    first, rest = first_s * 1000, [v * 1000 for v in rest_s]
     p95 = percentile(rest, 0.95)
     print(f"drop -> routed copy, {len(rest)} spaced drops ({args.how}), stable_seconds = 2:")
     print(

@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,8 +44,9 @@ MONTH = Month(2026, 11)
 AS_OF = dt.datetime(2026, 12, 1, 8, 0)
 
 
-def measure(count: int) -> dict[str, float]:
-    """Run in the child: every phase once, then the whole produce()."""
+def measure(count: int, book_out: Path | None = None) -> dict[str, float]:
+    """Run in the child: every phase once, then the whole produce(); keep the book at
+    ``book_out`` (for :func:`xlsxwriter_alone`)."""
     out: dict[str, float] = {"refunds": count}
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace(Path(tmp) / "ws", Config())
@@ -77,6 +79,8 @@ def measure(count: int) -> dict[str, float]:
         write_monthly(scratch / "book.xlsx", data, Tables(cs, finance, cs.iloc[0:0]), mask=True)
         out["workbook_s"] = time.perf_counter() - started
         out["workbook_mb"] = (scratch / "book.xlsx").stat().st_size / 2**20
+        if book_out is not None:
+            shutil.copyfile(scratch / "book.xlsx", book_out)
 
         started = time.perf_counter()
         produce(workspace, MONTH, now=AS_OF)
@@ -85,26 +89,55 @@ def measure(count: int) -> dict[str, float]:
     return out
 
 
+def xlsxwriter_alone(book: Path) -> dict[str, float]:
+    """Run in a child: xlsxwriter alone writing the cells of ``book`` (read first, untimed)."""
+    import python_calamine
+    import xlsxwriter
+
+    workbook = python_calamine.load_workbook(book)
+    sheets = {name: workbook.get_sheet_by_name(name).to_python() for name in workbook.sheet_names}
+    cells = sum(len(row) for rows in sheets.values() for row in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        out = xlsxwriter.Workbook(str(Path(tmp) / "plain.xlsx"))
+        for name, rows in sheets.items():
+            sheet = out.add_worksheet(name)
+            for r, row in enumerate(rows):
+                sheet.write_row(r, 0, row)
+        out.close()
+        seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"workbook_s": seconds, "peak_rss_mb": peak, "cells": cells}
+
+
+def run_child(*args: str) -> dict[str, float]:
+    """This script run as a child process with ``args``: its JSON answer."""
+    child = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    )
+    answer: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
+    return answer
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--refunds", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--book", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--xlsxwriter-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child)))
+        print(json.dumps(measure(args.child, args.book)))
+        return
+    if args.xlsxwriter_child:
+        print(json.dumps(xlsxwriter_alone(args.xlsxwriter_child)))
         return
     print(
         f"{'refunds':>8} {'collect':>8} {'tables':>8} {'read':>8} {'workbook':>9}"
         f" {'produce':>8} {'book MB':>8} {'peak RSS MB':>12}"
     )
     for count in args.refunds:
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", str(count)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        r = json.loads(child.stdout.strip().splitlines()[-1])
+        r = run_child("--child", str(count))
         print(
             f"{count:>8} {r['collect_s']:>7.1f}s {r['tables_s']:>7.1f}s {r['read_back_s']:>7.1f}s"
             f" {r['workbook_s']:>8.1f}s {r['produce_s']:>7.1f}s {r['workbook_mb']:>8.1f}"

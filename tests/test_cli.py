@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -124,6 +125,28 @@ def test_commands_refuse_a_folder_that_is_not_a_workspace(tmp_path: Path, comman
     assert code == 1
     assert "不是完整的 refundflow 工作区,缺少文件夹:inbox" in output
     assert f"处理办法:请先运行 refundflow init --root {tmp_path.resolve()}" in output
+
+
+def test_process_refuses_an_inbox_it_cannot_write_and_leaves_the_files(
+    root: Path, run: Invoke
+) -> None:
+    # Nothing could be taken out of inbox/ after processing: refused before anything is read.
+    drop(root, "a.xlsx", make_form())
+    inbox = root / "inbox"
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(inbox)]).returncode:
+        pytest.skip("cannot make a folder immutable here (chattr +i)")
+    try:
+        result = run("process")
+    finally:
+        subprocess.run(["chattr", "-i", str(inbox)], check=True)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: 错误:无法写入文件夹 {inbox.resolve()}(没有写入权限),refundflow 无法工作\n"
+        "处理办法:请让运行 refundflow 的账户可以写入 inbox 和 refundsheets 文件夹(inbox 中的文件"
+        "处理后要从中取走,refundsheets 存放账本和存档),然后重新启动\n"
+    )
+    assert sorted(p.name for p in inbox.iterdir() if not p.name.startswith(".")) == ["a.xlsx"]
+    assert list((root / "outbox" / "tech").iterdir()) == []
 
 
 def test_bad_configuration_is_refused_at_start(root: Path, run: Invoke) -> None:

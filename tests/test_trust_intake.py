@@ -263,8 +263,8 @@ def test_watch_retries_a_failed_delivery_by_itself(root: Path, frozen_tech: Path
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
-    assert out.count("已补发") == 1, (out, err)
-    assert out.count("投递失败,稍后自动重试") == 1, (out, err)  # said once, not at every retry
+    assert err.count("已补发") == 1, (out, err)  # in the service log
+    assert err.count("投递失败,稍后自动重试") == 1, (out, err)  # said once, not at every retry
     assert "Traceback" not in err
 
 

@@ -7,10 +7,13 @@ product does to the folders; every watcher is killed and reaped in a ``finally``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -33,18 +36,25 @@ FILE = f"{FORM}.xlsx"
 TIMEOUT = 30.0  # well below rescan_seconds (60): routing must come from events / polling
 STOP_TIMEOUT = 10.0
 SLOW_STABLE = 0.5  # stable_seconds for the tests about files that are still being written
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Watch:
     """One ``refundflow watch`` process, its stdout and stderr captured in files."""
 
-    def __init__(self, root: Path, logs: Path, *options: str, name: str = "watch") -> None:
+    def __init__(
+        self, root: Path, logs: Path, *options: str, name: str = "watch", journal: bool = False
+    ) -> None:
         self.stdout_path = logs / f"{name}.stdout"
         self.stderr_path = logs / f"{name}.stderr"
         command = [sys.executable, "-m", "refundflow.cli", "--now", NOW, "watch"]
         command += ["--root", str(root), *options]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # see each line as soon as it is printed
+        env.pop("JOURNAL_STREAM", None)  # the tests' own stderr may be the journal
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            if journal:  # as systemd says "your stderr is the journal" (systemd.exec(5))
+                st = os.fstat(err.fileno())
+                env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
             self.proc = subprocess.Popen(command, stdout=out, stderr=err, env=env)
 
     @property
@@ -55,9 +65,14 @@ class Watch:
     def stderr(self) -> str:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
 
+    def log_lines(self) -> list[str]:
+        """The service log so far (stderr): ``INFO message``, ``WARNING message``, ..."""
+        return [line for line in self.stderr.splitlines() if line.split(" ", 1)[0] in LEVELS]
+
     def reports(self) -> list[str]:
-        """The ``[已流转] name: ...`` lines printed so far, one per handled file."""
-        return [line for line in self.stdout.splitlines() if line.startswith("[")]
+        """The ``[已流转] name: ...`` log lines so far, one per handled file, without level."""
+        messages = [line.split(" ", 1)[1] for line in self.log_lines()]
+        return [message for message in messages if message.startswith("[")]
 
     def reports_when(self, count: int) -> list[str]:
         """The report lines, once ``count`` have been printed (or the timeout passed).
@@ -87,9 +102,11 @@ class Watch:
 
 
 @contextmanager
-def watching(root: Path, logs: Path, *options: str, name: str = "watch") -> Iterator[Watch]:
+def watching(
+    root: Path, logs: Path, *options: str, name: str = "watch", journal: bool = False
+) -> Iterator[Watch]:
     """A running watcher that holds the workspace lock; killed and reaped whatever happens."""
-    watch = Watch(root, logs, *options, name=name)
+    watch = Watch(root, logs, *options, name=name, journal=journal)
     try:
         assert wait_until(watch.started), watch.describe()
         assert watch.proc.poll() is None, watch.describe()
@@ -176,6 +193,9 @@ def test_form_travels_the_whole_route_with_watch_running(
 
     assert watch.stdout.splitlines() == [
         f"正在监视 {inbox.resolve()}(按 Ctrl-C 停止)",
+        "已停止监视",
+    ], watch.describe()
+    assert watch.reports() == [
         f"[已流转] 退款申请-张三.xlsx: {FORM} → 技术部(待技术部核实)",
         f"[已流转] {FILE}: {FORM} → 客服部(技术部已核实,待值班负责人提交财务)",
         f"[已流转] {FILE}: {FORM} → 财务部出纳(待出纳初核)",
@@ -184,7 +204,6 @@ def test_form_travels_the_whole_route_with_watch_running(
         f"[已流转] {FILE}: {FORM} → 客服部(已退款,待客服反馈用户)",
         f"[已流转] {FILE}: {FORM} → 行政部(待行政部跟踪归档)",
         f"[已归档] {FILE}: {FORM} 已办结归档",
-        "已停止监视",
     ], watch.describe()
     assert files(inbox) == []
     folders = [p for p in outbox.iterdir() if p.is_dir()]  # not 状态看板.xlsx
@@ -210,7 +229,7 @@ def test_watch_without_a_full_roster_warns_once_at_start(root: Path, tmp_path: P
         drop_whole(root, "b.xlsx", make_form(order_no="TK2026112299001", **on_time))
         assert len(watch.reports_when(2)) == 2, watch.describe()
         # Before the stop: watchdog may log at shutdown.
-        assert watch.stderr.splitlines() == [
+        assert [line for line in watch.stderr.splitlines() if line not in watch.log_lines()] == [
             "警告:未配置名单的角色:财务部出纳(cashier)。任何人都能签署这些环节,签名人不会被核对;"
             "流转记录中会注明「未配置名单,未核对签名人」。",
             f"处理办法:在 {root.resolve() / 'refundflow.toml'} 的 [roster] 中填写这些角色的"
@@ -257,6 +276,105 @@ def test_negative_stable_seconds_is_refused_naming_the_key(root: Path, tmp_path:
         watch.kill()
     assert "watch.stable_seconds 应为不小于 0 的数字" in watch.stderr, watch.describe()
     assert "Traceback" not in watch.stderr, watch.describe()
+
+
+# ------------------------------------------------------------------------ running as a service
+
+
+@pytest.mark.parametrize(
+    ("journal", "prefix"),
+    [
+        pytest.param(True, "<6>", id="stderr-is-the-journal"),
+        pytest.param(False, "INFO ", id="a-file"),
+    ],
+)
+def test_watch_logs_one_line_per_file_with_the_journals_priority_only_for_the_journal(
+    root: Path, tmp_path: Path, journal: bool, prefix: str
+) -> None:
+    line = f"{prefix}[已流转] form.xlsx: {FORM} → 技术部(待技术部核实)"
+    with watching(root, tmp_path, journal=journal) as watch:
+        drop_whole(root, "form.xlsx", make_form())
+        assert wait_until(lambda: line in watch.stderr.splitlines()), watch.describe()
+        assert watch.terminate() == 0, watch.describe()
+    assert f"{prefix}收到 SIGTERM,处理完当前文件后停止" in watch.stderr.splitlines()
+    assert "\x1b" not in watch.stderr
+
+
+def test_ctrl_c_stops_watch_cleanly(root: Path, tmp_path: Path) -> None:
+    with watching(root, tmp_path) as watch:
+        watch.proc.send_signal(signal.SIGINT)
+        assert watch.proc.wait(timeout=STOP_TIMEOUT) == 0, watch.describe()
+    assert watch.stdout.splitlines()[-1] == "已停止监视", watch.describe()
+    assert "INFO 收到 SIGINT,处理完当前文件后停止" in watch.stderr.splitlines(), watch.describe()
+    assert "Traceback" not in watch.stderr, watch.describe()
+
+
+def chattr(flag: str, path: Path) -> bool:
+    done = subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+@contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """``folder`` immutable, even for root (the tests run as root), as a read-only share is."""
+    if shutil.which("chattr") is None or not chattr("+i", folder):
+        pytest.skip("cannot make a folder immutable here (chattr +i)")
+    try:
+        yield
+    finally:
+        chattr("-i", folder)
+
+
+@contextmanager
+def ledger_held(root: Path) -> Iterator[None]:
+    """Another program (a database viewer) in the middle of editing the ledger."""
+    other = sqlite3.connect(root / "refundsheets" / "ledger.sqlite3", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        other.close()
+
+
+def unusable(root: Path, what: str) -> contextlib.AbstractContextManager[None]:
+    return ledger_held(root) if what == "ledger" else unwritable(root / what)
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [
+        pytest.param(
+            "inbox",
+            "Error: 错误:无法写入文件夹 {root}/inbox(没有写入权限),refundflow 无法工作",
+            id="inbox-not-writable",
+        ),
+        pytest.param(
+            "refundsheets",
+            "Error: 错误:无法写入文件夹 {root}/refundsheets(没有写入权限),refundflow 无法工作",
+            id="refundsheets-not-writable",
+        ),
+        pytest.param(
+            "ledger",
+            "Error: 错误:账本文件 {root}/refundsheets/ledger.sqlite3 正被其他程序占用,"
+            "无法写入(database is locked)",
+            id="ledger-locked",
+        ),
+    ],
+)
+def test_watch_refuses_a_workspace_it_cannot_use_saying_why(
+    root: Path, run: Invoke, tmp_path: Path, what: str, message: str
+) -> None:
+    assert run("process").exit_code == 0  # the ledger exists
+    with unusable(root, what):
+        watch = Watch(root, tmp_path)
+        try:
+            assert watch.proc.wait(timeout=TIMEOUT) == 1, watch.describe()
+        finally:
+            watch.kill()
+    lines = watch.stderr.splitlines()
+    assert message.format(root=root.resolve()) in lines, watch.describe()
+    assert lines[lines.index(message.format(root=root.resolve())) + 1].startswith("处理办法:")
+    assert "Traceback" not in watch.stderr and "正在监视" not in watch.stdout, watch.describe()
 
 
 # --------------------------------------------------------------------------------- polling

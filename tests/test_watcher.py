@@ -22,6 +22,7 @@ import pytest
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from refundflow import inboxfile, inboxready, watchevents
 from refundflow import watcher as watcher_mod
 from refundflow.watcher import (
     InboxWatcher,
@@ -673,7 +674,7 @@ def test_paused_writer_is_waited_for_not_rejected(
     writer_visible: bool,
 ) -> None:
     if not writer_visible:  # e.g. the watcher does not own the file: no lease, EACCES
-        monkeypatch.setattr(watcher_mod, "_open_for_writing", lambda fd: None)
+        monkeypatch.setattr(inboxready, "_open_for_writing", lambda fd: None)
     data = workbook()
     with running(make(inbox, recorder, incomplete_seconds=60.0)):
         with (inbox / "form.xlsx").open("wb") as stream:
@@ -691,7 +692,7 @@ def test_paused_writer_is_waited_for_not_rejected(
 
 LEASE_BREAK = """
 import fcntl, os, subprocess, sys
-from refundflow.watcher import _read_lease
+from refundflow.inboxready import _read_lease
 
 fd = os.open(sys.argv[1], os.O_RDONLY)
 with _read_lease(fd) as writing:
@@ -796,7 +797,7 @@ def test_file_closed_before_the_watcher_started_is_routed_at_startup(
     system_can_tell: bool,
 ) -> None:
     if not system_can_tell:
-        monkeypatch.setattr(watcher_mod, "_open_for_writing", lambda fd: None)
+        monkeypatch.setattr(inboxready, "_open_for_writing", lambda fd: None)
     (inbox / "form.xlsx").write_bytes(workbook())  # closed before any observer could see it
     watcher = make(inbox, recorder, stable_seconds=30.0)
     scans = count_scans(monkeypatch, watcher)
@@ -873,7 +874,7 @@ def test_polling_mode_keeps_the_stability_wait(
     events: list[str] = []
     original = watcher_mod._WakeHandler.on_any_event
 
-    def recording(self: watcher_mod._WakeHandler, event: watcher_mod.FileSystemEvent) -> None:
+    def recording(self: watcher_mod._WakeHandler, event: watchevents.FileSystemEvent) -> None:
         events.append(os.fsdecode(event.dest_path or event.src_path))
         original(self, event)
 
@@ -1059,3 +1060,91 @@ def test_hidden_unreadable_and_odd_entries_are_listed_as_stuck(
             "outbox/rejected;请把表单文件本身(不是链接或文件夹)直接放入 inbox",
         ),
     ]
+
+
+class EventLog(watchevents.FileSystemEventHandler):
+    """Every event a real observer delivers for the inbox, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[watchevents.FileSystemEvent] = []
+
+    def on_any_event(self, event: watchevents.FileSystemEvent) -> None:
+        self.events.append(event)
+
+
+def event_names(event: watchevents.FileSystemEvent) -> set[str]:
+    return {os.path.basename(os.fsdecode(p)) for p in (event.src_path, event.dest_path) if p}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+def test_taking_forms_out_of_the_inbox_queues_nothing_but_a_drop_still_does(inbox: Path) -> None:
+    # The processor's own moves in inbox/: a form taken out (held aside, then removed) and a
+    # form that changed while it was read (held aside, put back). Recorded from a real
+    # observer, then replayed through the watcher's handler, counting what it passes on.
+    for name in ("taken.xlsx", "changed.xlsx"):
+        (inbox / name).write_bytes(b"PK\x03\x04 a form")
+    log = EventLog()
+    observer = watchevents._native_observer()
+    observer.schedule(log, str(inbox), recursive=False)
+    observer.start()
+    try:
+        taken = inbox / "taken.xlsx"
+        assert inboxfile.remove_if_unchanged(taken, inboxfile.sha256_of(taken), None)
+        hold = inboxfile.take_aside(inbox / "changed.xlsx")
+        assert hold is not None
+        inboxfile.put_back(hold, inbox / "changed.xlsx")
+        (inbox / "dropped.xlsx").write_bytes(b"PK\x03\x04 a person's drop")
+        assert wait_until(lambda: any("dropped.xlsx" in event_names(e) for e in log.events))
+    finally:
+        observer.stop()
+        observer.join()
+
+    queued: list[str] = []
+
+    class Counting(threading.Event):
+        def set(self) -> None:
+            queued.append(" ".join(sorted(event_names(current))))
+            super().set()
+
+    hints = watchevents._Hints()
+    handler = watchevents._WakeHandler(Counting(), inbox, hints)
+    for current in log.events:
+        handler.dispatch(current)
+    # The put-back file shows up again under its name (it must be read again); the person's
+    # drop wakes the loop and is hinted as closed; nothing about a hold name gets through.
+    assert set(queued) == {"changed.xlsx", "dropped.xlsx"}, log.events
+    assert hints.take() == {"dropped.xlsx"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+def test_watcher_is_not_told_of_its_own_reads_of_a_form(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Opening and reading every dropped form (readiness check, read, hash) would each be an
+    # inotify event for the watcher's threads to read and drop: the observer must not ask
+    # the kernel for them.
+    arrived: list[watchevents.FileSystemEvent] = []
+
+    class Recording(watchevents._WakeHandler):
+        def on_any_event(self, event: watchevents.FileSystemEvent) -> None:
+            arrived.append(event)
+            super().on_any_event(event)
+
+    monkeypatch.setattr(watcher_mod, "_WakeHandler", Recording)
+    taken: list[str] = []
+
+    def handle(path: Path) -> None:
+        path.read_bytes()
+        assert inboxfile.remove_if_unchanged(path, inboxfile.sha256_of(path), None)
+        taken.append(path.name)
+
+    watcher = make(inbox, handle)
+    with running(watcher):
+        (inbox / "form.xlsx").write_bytes(b"a form")
+        assert wait_until(lambda: taken == ["form.xlsx"], timeout=TIMEOUT)
+        (inbox / "later.xlsx").write_bytes(b"a form")  # its events come after form.xlsx's
+        assert wait_until(lambda: taken == ["form.xlsx", "later.xlsx"], timeout=TIMEOUT)
+    kinds = {event.event_type for event in arrived}
+    assert "closed" in kinds  # events do arrive: the drops' write-closes
+    assert not kinds & {"opened", "closed_no_write"}, arrived

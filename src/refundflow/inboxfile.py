@@ -146,6 +146,13 @@ def hold_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{HOLD_SUFFIX}")
 
 
+def is_hold_name(name: str) -> bool:
+    """Is ``name`` a :func:`hold_name` (``.<name>.<pid>.taking``), of this run or another?"""
+    if not (name.startswith(".") and name.endswith(HOLD_SUFFIX)):
+        return False
+    return name[: -len(HOLD_SUFFIX)].rpartition(".")[2].isdigit()
+
+
 def original_name(hold: Path) -> str:
     """Inverse of :func:`hold_name`."""
     return hold.name[1:].rsplit(".", 2)[0]

@@ -14,7 +14,7 @@ from types import TracebackType
 
 from . import layout
 from .config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, REJECTED_FOLDER, ROLE_KEYS, Config
-from .errors import Reason, WorkspaceError
+from .errors import Reason, WorkspaceError, os_problem
 
 INBOX = "inbox"
 OUTBOX = "outbox"
@@ -71,6 +71,27 @@ class Workspace:
                 reason=Reason.WORKSPACE_MISSING,
                 hint=f"请先运行 refundflow init --root {self.root}",
             )
+
+    def check_writable(self) -> None:
+        """Refuse to start when inbox/ or refundsheets/ cannot be written.
+
+        Nothing could be taken out of the inbox, archived or recorded. An outbox folder that
+        cannot be written stops nobody: its deliveries wait, are listed by ``status`` and are
+        made again once it can be. Tried with a real file (permission bits say nothing for
+        root, a read-only mount or an immutable folder); its name is junk to the watcher.
+        """
+        for folder in (self.inbox, self.sheets):
+            probe = folder / f".refundflow-probe.{os.getpid()}.tmp"
+            try:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                os.unlink(probe)
+            except OSError as exc:
+                raise WorkspaceError(
+                    f"无法写入文件夹 {folder}({os_problem(exc)}),refundflow 无法工作",
+                    reason=Reason.STORAGE_DENIED,
+                    hint="请让运行 refundflow 的账户可以写入 inbox 和 refundsheets 文件夹"
+                    "(inbox 中的文件处理后要从中取走,refundsheets 存放账本和存档),然后重新启动",
+                ) from exc
 
 
 def init_workspace(workspace: Workspace) -> list[Path]:

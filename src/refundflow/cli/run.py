@@ -1,9 +1,11 @@
 """``process``, ``watch`` and ``rebuild``: the commands that take the workspace lock and
-run the processor; one ``[已流转] …`` line per file on stdout."""
+run the processor; one ``[已流转] …`` line per file (on stdout for ``process``, as a log line on
+stderr for ``watch``, a service)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -17,6 +19,7 @@ from ..errors import RefundflowError
 from ..monthend import ReportFiles, produce_due
 from ..processor import Outcome, Processor, Result
 from ..sandbox import ParserPool, stop_helper_processes
+from ..servicelog import FILE_LOG, use_service_log
 from ..upkeep import Upkeep, keep_up
 from ..watcher import InboxWatcher
 from ..workspace import Workspace, WorkspaceLock
@@ -31,8 +34,11 @@ from .base import (
     root_option,
 )
 
+watch_log = logging.getLogger(FILE_LOG)
 
-def _report(result: Result) -> None:
+
+def _report_lines(result: Result) -> list[str]:
+    """What became of one file (what, where to, why): a line, and one for deliveries held up."""
     marks = {
         Outcome.ROUTED: "已流转",
         Outcome.CLOSED: "已归档",
@@ -42,15 +48,41 @@ def _report(result: Result) -> None:
         Outcome.RECOVERED: "已恢复",
     }
     if result.outcome is Outcome.WAITING:
-        return  # still being written: it is answered when complete, nothing to say yet
-    click.echo(f"[{marks[result.outcome]}] {result.file_name}: {result.message}")
+        return []  # still being written: it is answered when complete, nothing to say yet
+    lines = [f"[{marks[result.outcome]}] {result.file_name}: {result.message}"]
     if result.pending and result.outcome is not Outcome.RECOVERED:
-        click.echo(f"  投递失败,稍后自动重试:{';'.join(result.pending)}")
+        lines.append(f"  投递失败,稍后自动重试:{';'.join(result.pending)}")
+    return lines
+
+
+def _report(result: Result) -> None:
+    for line in _report_lines(result):
+        click.echo(line)
+
+
+def _log_report(result: Result) -> None:
+    """``watch``: the same, as one log line on stderr (a service's log)."""
+    lines = _report_lines(result)
+    if lines:
+        level = logging.WARNING if len(lines) > 1 else logging.INFO
+        watch_log.log(level, ";".join(line.strip() for line in lines))
+
+
+def _say_failure(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _log_failure(text: str) -> None:
+    watch_log.error(text)
 
 
 @contextmanager
 def _processor(
-    workspace: Workspace, clock: Callable[[], dt.datetime], command: str
+    workspace: Workspace,
+    clock: Callable[[], dt.datetime],
+    command: str,
+    *,
+    report: Callable[[Result], None] = _report,
 ) -> Iterator[Processor]:
     config = workspace.config
     with (
@@ -61,16 +93,22 @@ def _processor(
         processor = Processor(workspace, clock=clock, pool=pool)
         try:
             for result in processor.recover():
-                _report(result)
+                report(result)
             yield processor
         finally:
             processor.close()
 
 
-def _handler(processor: Processor, failures: list[str]) -> Callable[[Path], None]:
+def _handler(
+    processor: Processor,
+    failures: list[str],
+    *,
+    report: Callable[[Result], None] = _report,
+    say_failure: Callable[[str], None] = _say_failure,
+) -> Callable[[Path], None]:
     def handle(path: Path) -> None:
         try:
-            _report(processor.process_file(path))
+            report(processor.process_file(path))
         except FileNotFoundError:
             if path.exists():
                 raise
@@ -81,7 +119,7 @@ def _handler(processor: Processor, failures: list[str]) -> Callable[[Path], None
             # leave the file where it is; the watcher tries it again later.
             failures.append(path.name)
             text = f"[未处理] {path.name}: 错误:{exc.message}"
-            click.echo(text + (f"\n  处理办法:{exc.hint}" if exc.hint else ""), err=True)
+            say_failure(text + (f"\n  处理办法:{exc.hint}" if exc.hint else ""))
         except Exception:
             failures.append(path.name)
             raise  # the watcher logs it and retries the file later; the file stays in inbox
@@ -107,6 +145,7 @@ def process(obj: dict[str, Any], root: Path) -> None:
     """
     with _errors():
         workspace = _workspace(root)
+        workspace.check_writable()
         failures: list[str] = []
         with _processor(workspace, obj["clock"], "process") as processor:
             watcher = InboxWatcher(
@@ -166,12 +205,17 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
         refundflow watch --root /srv/share/refunds
         refundflow watch --root /mnt/share/refunds --polling 2
     """
+    use_service_log(verbose=logging.NOTSET < logging.getLogger().level <= logging.DEBUG)  # -v
     with _errors():
         workspace = _workspace(root)
+        workspace.check_writable()
         stop = threading.Event()
-        with _stop_on_sigterm(stop), _processor(workspace, obj["clock"], "watch") as processor:
+        with (
+            _stop_on_signals(stop),
+            _processor(workspace, obj["clock"], "watch", report=_log_report) as processor,
+        ):
             busy = threading.Lock()  # one file or one retry at a time: the ledger is not shared
-            handle = _handler(processor, [])
+            handle = _handler(processor, [], report=_log_report, say_failure=_log_failure)
             changed = threading.Event()  # wakes the upkeep thread (board, time limits)
 
             def handle_one(path: Path) -> None:
@@ -248,20 +292,27 @@ def _retry_deliveries(
             log.exception("retrying deliveries failed; trying again later")
             continue
         for result in results:
-            _report(result)
+            _log_report(result)
 
 
 @contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM ends the watch loop cleanly (signals can only be set from the main thread)."""
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM (a service manager) and SIGINT (Ctrl-C) end the watch loop cleanly: the file in
+    hand is finished, never cut off half-way. Signals can only be set from the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def stopping(signum: int, _frame: object) -> None:
+        watch_log.info("收到 %s,处理完当前文件后停止", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _say_made(files: ReportFiles, root: Path) -> None:
