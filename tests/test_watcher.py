@@ -1095,7 +1095,12 @@ def test_taking_forms_out_of_the_inbox_queues_nothing_but_a_drop_still_does(inbo
         assert hold is not None
         inboxfile.put_back(hold, inbox / "changed.xlsx")
         (inbox / "dropped.xlsx").write_bytes(b"PK\x03\x04 a person's drop")
-        assert wait_until(lambda: any("dropped.xlsx" in event_names(e) for e in log.events))
+        # Its close-write comes after its creation: wait for that one, the hint's source.
+        assert wait_until(
+            lambda: any(
+                e.event_type == "closed" and "dropped.xlsx" in event_names(e) for e in log.events
+            )
+        )
     finally:
         observer.stop()
         observer.join()
