@@ -89,7 +89,7 @@ from .routing import (
     next_step,
 )
 from .sandbox import ParserPool
-from .sniff import sniff
+from .sniff import Sniffed, sniff
 from .validation import Context, validate
 from .workspace import Workspace
 from .xlsxpatch import Patch, PatchError, apply_patch
@@ -134,6 +134,38 @@ class _Plan:
     take_away: list[tuple[Path, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a rebuild's read-ahead worker learned of an archived file before its turn.
+
+    Only what depends on the file's bytes alone (the sniff and the sandboxed read): every
+    decision that needs the ledger is still taken in arrival order by :meth:`Processor.replay`.
+    """
+
+    sniffed: Sniffed
+    reading: FormReading | None = None
+    rejected: FileRejected | None = None  # what the read gate would have answered
+
+
+def prepare(path: Path, name: str, max_bytes: int) -> Prepared | None:
+    """Sniff and read an archived file; meant to run inside a :class:`ParserPool` worker.
+
+    None for a file over the size limit (replay never reads it). A parser crash or timeout
+    is not caught here: the pool reports it, and the caller replays that file the ordinary
+    way, so its answer is the one the watcher gave.
+    """
+    if path.stat().st_size > max_bytes:
+        return None
+    data = path.read_bytes()
+    sniffed = sniff(data, name=name)
+    if not sniffed.accepted:
+        return Prepared(sniffed)
+    try:
+        return Prepared(sniffed, read_form(data))
+    except FileRejected as exc:
+        return Prepared(sniffed, rejected=exc)
+
+
 @dataclass
 class _Intake:
     """One readable file on its way through the gates, and what each gate learned of it."""
@@ -147,6 +179,8 @@ class _Intake:
     step: Step = Step.NEW  # the step the form is at, by the ledger
     supersedes: str | None = None  # the order's earlier form, closed as returned
     resubmitted: bool = False  # finance returned it; customer service sends it again
+    prepared: Prepared | None = None  # sniffed and read ahead (rebuild)
+    archived: Path | None = None  # replaying: the received file's archive copy
 
     @property
     def content(self) -> bytes:
@@ -179,6 +213,9 @@ class Processor:
         self.calendar = WorkCalendar(self.config)
         self.copy_key = CopyKey.load_or_create(workspace.sheets, now=clock())
         self.deliverer = Deliverer(workspace, self.ledger, enabled=deliver)
+        # Rebuild's look-up of the copies archived when a received file was first processed:
+        # (received archive copy, time, name sent as) -> those very bytes, or None.
+        self.sent_copies: Callable[[Path, dt.datetime, str], bytes | None] | None = None
         # Form numbers our routed copies carry in the archive: never given again, even if the
         # ledger lost their record. Read at the first new form, after recover() set aside the
         # copies of an interrupted attempt. Not while rebuilding: it gives the same numbers.
@@ -300,10 +337,13 @@ class Processor:
                 archive_received()
         return self._commit_and_deliver(plan, path, identity, sha, received[0], identity=identity)
 
-    def replay(self, archived: Path, at: dt.datetime, name: str) -> Result:
+    def replay(
+        self, archived: Path, at: dt.datetime, name: str, prepared: Prepared | None = None
+    ) -> Result:
         """Process an archived received file again, as of ``at`` (for ``rebuild``).
 
         Nothing is archived or delivered: that happened when the file first arrived.
+        ``prepared``: the file already sniffed and read by :func:`prepare`.
         """
         st = archived.stat()
         # The receipt records the size; the time a file arrived is in its archive name.
@@ -318,7 +358,7 @@ class Processor:
         if previous:
             plan = self._duplicate(name, sha, at, previous[0].received_at, data)
         else:
-            plan = self._decide(name, data, sha, at)
+            plan = self._decide(name, data, sha, at, prepared=prepared, archived=archived)
         return self._commit_and_deliver(plan, self.ws.inbox / name, seen, sha, archived)
 
     def _answer_entry(self, path: Path) -> Result:
@@ -337,12 +377,14 @@ class Processor:
         now: dt.datetime,
         *,
         while_reading: Callable[[], object] | None = None,
+        prepared: Prepared | None = None,
+        archived: Path | None = None,
     ) -> _Plan:
         """The gates a file passes, in order: the first that answers decides.
 
         The size limit was checked before the file was read (see :meth:`_too_large`).
         """
-        intake = _Intake(name, data, sha, now)
+        intake = _Intake(name, data, sha, now, prepared=prepared, archived=archived)
         try:
             return (
                 self.check_kind(intake)
@@ -359,15 +401,24 @@ class Processor:
 
     def check_kind(self, intake: _Intake) -> _Plan | None:
         """Only an xlsx workbook goes on; anything else is answered by what it is."""
-        sniffed = sniff(intake.content, name=intake.name)
+        if intake.prepared is not None:
+            sniffed = intake.prepared.sniffed
+        else:
+            sniffed = sniff(intake.content, name=intake.name)
         if sniffed.accepted:
             return None
         return self._reject(intake, sniffed.description, sniffed.hint, sniffed.reason)
 
     def read(self, intake: _Intake, while_reading: Callable[[], object] | None) -> _Plan | None:
         """Read the form in the sandboxed worker; find what the ledger knows of its number."""
+        prepared = intake.prepared
         try:
-            intake.reading = self.pool.run(read_form, intake.data, while_waiting=while_reading)
+            if prepared is not None and prepared.rejected is not None:
+                raise prepared.rejected
+            if prepared is not None and prepared.reading is not None:
+                intake.reading = prepared.reading
+            else:
+                intake.reading = self.pool.run(read_form, intake.data, while_waiting=while_reading)
         except FileRejected as exc:
             return self._reject(intake, exc.message, exc.hint, exc.reason)
         form_no = intake.reading.form.form_no
@@ -488,17 +539,6 @@ class Processor:
         # The copy we send now is the form's len(history)-th hand-off: its token proves it.
         token = self.copy_key.token(form_no, len(history))
         header = (*HISTORY_HEADER, f"{COPY_TOKEN_LABEL}{token}")
-        cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
-        patched = apply_patch(
-            intake.content,
-            Patch(
-                sheet=form.sheet,
-                cell_values={**_clean_values(form), cell: form_no},
-                history_rows=[header, *history],
-                history_title=replies.history_title(form_no),
-                missing_names=restore,
-            ),
-        )
         out_name = f"{form_no}.xlsx"
         earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, from_role)
         if move.to_role is None:
@@ -511,6 +551,18 @@ class Processor:
             )
             message = f"{form_no} → {ROLE_NAMES[move.to_role]}({STEP_NAMES[move.to_step]})"
             outcome = Outcome.ROUTED
+        cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
+        patched = self._patched(
+            intake,
+            out_name,
+            Patch(
+                sheet=form.sheet,
+                cell_values={**_clean_values(form), cell: form_no},
+                history_rows=[header, *history],
+                history_title=replies.history_title(form_no),
+                missing_names=restore,
+            ),
+        )
         snapshot_now = form.canonical()
         snapshot_now["form_no"] = form_no
         update = FormUpdate(
@@ -588,8 +640,12 @@ class Processor:
         rows = [
             (str(i), p.label, p.cell, p.message, how_to_fix(p)) for i, p in enumerate(problems, 1)
         ]
-        patched = apply_patch(
-            intake.content,
+        earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, to_role)
+        returned = f"{form_no}-退回.xlsx" if form_no else returned_name(name)
+        dest = self.deliverer.free_name(self.ws.outbox(to_role) / returned, reusing=earlier)
+        patched = self._patched(
+            intake,
+            returned,
             Patch(
                 sheet=form.sheet,
                 return_rows=[RETURN_HEADER, *rows],
@@ -597,9 +653,6 @@ class Processor:
                 highlight_cells=[p.cell for p in problems if p.cell],
             ),
         )
-        earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, to_role)
-        returned = f"{form_no}-退回.xlsx" if form_no else returned_name(name)
-        dest = self.deliverer.free_name(self.ws.outbox(to_role) / returned, reusing=earlier)
         reasons = "\n".join(f"{p.label}:{p.message}" for p in problems)
         message = f"退回{ROLE_NAMES[to_role]}:{len(problems)} 个问题"
         return _Plan(
@@ -621,6 +674,19 @@ class Processor:
             ),
             take_away=earlier,
         )
+
+    def _patched(self, intake: _Intake, name: str, patch: Patch) -> bytes:
+        """The copy ``patch`` makes of the file, to be sent as ``name`` (or ``name (2)`` …).
+
+        Replaying, it is the copy archived when the file was first processed, when the
+        archive can tell which one that was: the same bytes, without making them again.
+        """
+        if self.sent_copies is not None and intake.archived is not None:
+            kept = self.sent_copies(intake.archived, intake.now, name)
+            # The file itself sent back under that name (rejected) is not a copy of it.
+            if kept is not None and kept != intake.data:
+                return kept
+        return apply_patch(intake.content, patch)
 
     def _closed_as_returned(self, row: FormRow) -> bool:
         """Was the form closed without a refund (technical department or finance said no)?"""
