@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from refundflow.config import load_config
+from refundflow.errors import LedgerError
 from refundflow.ledger import FormUpdate, Ledger, NewEvent, NewReceipt
 from refundflow.processor import Processor
 from refundflow.routing import Stamp
@@ -136,3 +137,31 @@ def test_a_ledger_with_label_stamps_is_migrated_to_codes_in_place(tmp_path: Path
             db.execute("UPDATE events SET stamp = NULL")
     finally:
         db.close()
+
+
+def test_a_batch_commits_its_files_at_once_and_each_stays_all_or_nothing(tmp_path: Path) -> None:
+    """rebuild records hundreds of files a transaction; a file that fails leaves no trace."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    other = sqlite3.connect(path)
+    try:
+        with ledger.batch():
+            new_form(ledger, "TKD20261123-001", "TK001")
+            with pytest.raises(LedgerError):  # fails after its event and receipt are written
+                ledger.record(
+                    event=NewEvent(AT, "accepted", "TK002.xlsx", "TK002", form_no="TKD-X"),
+                    receipt=("TK002.xlsx", 1, 0, "archive/TK002"),
+                    update=None,
+                    deliveries=[("archive/sent/x", None, "sha")],  # type: ignore[list-item]
+                    sent_shas=[],
+                )
+            new_form(ledger, "TKD20261123-002", "TK003")
+            seen = other.execute("SELECT COUNT(*) FROM forms").fetchone()[0]
+            assert seen == 0, "nothing is committed before the batch ends"
+        rows = other.execute("SELECT form_no, order_no FROM forms ORDER BY form_no").fetchall()
+        assert rows == [("TKD20261123-001", "TK001"), ("TKD20261123-002", "TK003")]
+        receipts = other.execute("SELECT name FROM receipts ORDER BY id").fetchall()
+        assert receipts == [("TK001.xlsx",), ("TK003.xlsx",)], "the failed file left no receipt"
+    finally:
+        other.close()
+        ledger.close()

@@ -21,8 +21,12 @@ from typing import Any
 
 import pytest
 
+from refundflow import processor
+from refundflow.config import load_config
 from refundflow.ledger import Ledger
+from refundflow.rebuild import rebuild_ledger
 from refundflow.routing import Stamp
+from refundflow.workspace import Workspace
 
 from conftest import NEW_FORM, Invoke, block, drop, edit_form, make_form, take
 
@@ -386,3 +390,51 @@ def test_two_rebuilds_in_a_row_keep_both_backups(root: Path, run: Invoke) -> Non
         shutil.copyfile(backup, copy)
         assert read_ledger(copy) == original
         copy.unlink()
+
+
+class NoParsing:
+    """A parser pool that must not be needed: every file is read ahead."""
+
+    def run(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("a file was parsed in turn, not read ahead")
+
+
+def test_rebuild_reads_ahead_and_takes_the_copies_it_sent_from_the_archive(
+    root: Path, run: Invoke, history: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandboxed reads run ahead in their own workers; no routed copy is made again."""
+    before = read_ledger(ledger_path(root))
+
+    def made_again(*args: object) -> bytes:
+        raise AssertionError("a copy was made again")
+
+    monkeypatch.setattr(processor, "apply_patch", made_again)
+    workspace = Workspace(root, load_config(root))
+    _backup, count = rebuild_ledger(workspace, pool=NoParsing(), workers=2)  # type: ignore[arg-type]
+
+    assert count == history
+    assert read_ledger(ledger_path(root)) == before
+
+
+def test_a_sent_copy_cut_short_is_made_again(
+    root: Path, run: Invoke, history: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent copies are not fsynced: one a power cut left short is not trusted."""
+    before = read_ledger(ledger_path(root))
+    sent = sorted((root / "refundsheets" / "archive" / "sent").glob(f"*/*_{FIRST_FILE}"))
+    cut = sent[3]
+    cut.chmod(0o644)
+    cut.write_bytes(cut.read_bytes()[:1000])
+    made: list[object] = []
+    patch = processor.apply_patch
+
+    def counted(data: bytes, change: object) -> bytes:
+        made.append(change)
+        return patch(data, change)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(processor, "apply_patch", counted)
+    result = run("rebuild", now=LATER)
+
+    assert result.exit_code == 0, result.output
+    assert len(made) == 1, "only the copy cut short was made again"
+    assert read_ledger(ledger_path(root)) == before

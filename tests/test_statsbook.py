@@ -4,13 +4,16 @@ people typed, a refund that skipped a step, a table whose 合计 was tampered wi
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
+import openpyxl.utils
 import pandas as pd
 import pytest
 
@@ -20,7 +23,7 @@ from refundflow.config import Config
 from refundflow.errors import FormReadError
 from refundflow.ledger import Ledger
 from refundflow.monthend import check_tables, produce
-from refundflow.monthly import Tables
+from refundflow.monthly import Tables, write_monthly
 from refundflow.reports import (
     Month,
     collect,
@@ -263,3 +266,82 @@ def test_reading_a_table_back_needs_no_openpyxl(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{len(want.rows)} {want.total}\n"
     assert len(want.rows) == 2
+
+
+def monthly_book(tmp_path: Path, refunds: int) -> Path:
+    workspace = workspace_with(tmp_path, month_of_refunds(refunds))
+    ledger = Ledger(workspace.ledger_path)
+    try:
+        data = collect(ledger, NOVEMBER, as_of=AS_OF, config=workspace.config)
+    finally:
+        ledger.close()
+    cs, finance = cs_table(data), finance_table(data)
+    path = tmp_path / "月度退款报表-2026-11.xlsx"
+    write_monthly(path, data, Tables(cs, finance, cs.iloc[0:0]), mask=True)
+    return path
+
+
+def test_the_monthly_workbook_is_written_row_by_row_with_tables_and_cached_totals(
+    tmp_path: Path,
+) -> None:
+    """Constant-memory mode (rows written out as they are made: 100,000 refunds fit in well
+    under a gigabyte) writes inline text; the Excel tables and their totals are all there."""
+    path = monthly_book(tmp_path, 30)
+    book = openpyxl.load_workbook(path)
+    with zipfile.ZipFile(path) as z:
+        detail = book.sheetnames.index("明细") + 1
+        xml = z.read(f"xl/worksheets/sheet{detail}.xml").decode()
+    assert 't="inlineStr"' in xml and 't="s"' not in xml, "text written row by row, inline"
+    for name in ("客服退单统计表", "财务退单统计表", "超时", "明细", "人员"):
+        sheet = book[name]
+        (table,) = sheet.tables.values()
+        header = [c.value for c in sheet[table.ref][0]]
+        names = [column.name for column in table.tableColumns]
+        assert header[: len(names)] == names, name
+    sheet = book["客服退单统计表"]
+    total_row = sheet.max_row
+    amount = layout.CS_STATS_COLUMNS.index("金额") + 1
+    assert sheet.cell(total_row, 1).value == "合计"
+    assert sheet.cell(total_row, amount).value == "=SUBTOTAL(109,[金额])"  # as Excel writes it
+    cached = pd.read_excel(path, sheet_name="客服退单统计表", header=1, engine="calamine")
+    amounts = cached["金额"].iloc[:-1]
+    assert cached["金额"].iloc[-1] == pytest.approx(amounts.sum()), "the total's cached value"
+
+
+# Excel's measure of a column: width w is 7w + 5 pixels at 96 dpi, 0.75 pt a pixel.
+A4_LANDSCAPE_PT = 842
+
+
+@pytest.mark.parametrize("name", ["客服退单统计表", "财务退单统计表", "核对", "超时", "人员"])
+def test_each_sheet_prints_one_a4_landscape_page_wide_at_a_legible_size(
+    tmp_path: Path, name: str
+) -> None:
+    sheet = openpyxl.load_workbook(monthly_book(tmp_path, 60))[name]
+    setup = sheet.page_setup
+    assert (setup.paperSize, setup.orientation) == (9, "landscape")
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage
+    assert (setup.fitToWidth, setup.fitToHeight) in ((1, 0), (None, 0)), "one page wide"
+    (table,) = sheet.tables.values()
+    header_row = sheet[table.ref.split(":")[0]].row
+    assert sheet.print_title_rows == f"${header_row}:${header_row}", "header on every page"
+    assert all(c.alignment.wrap_text for c in sheet[header_row] if c.value), "headers wrap"
+    first, last = (openpyxl.utils.column_index_from_string(c) for c in
+                   re.findall(r"[A-Z]+", table.ref))  # fmt: skip
+    widths = [sheet.column_dimensions[openpyxl.utils.get_column_letter(c)].width
+              for c in range(first, last + 1)]  # fmt: skip
+    printed = sum(7 * w + 5 for w in widths) * 0.75
+    margins = (sheet.page_margins.left + sheet.page_margins.right) * 72
+    scale = min(1.0, (A4_LANDSCAPE_PT - margins) / printed)
+    assert scale >= 0.8, f"{name} prints at {scale:.0%}"
+
+
+def test_amounts_have_room_for_the_way_they_are_shown(tmp_path: Path) -> None:
+    """A column narrower than ¥1,234.56 shows #### in Excel."""
+    sheet = openpyxl.load_workbook(monthly_book(tmp_path, 60))["客服退单统计表"]
+    column = openpyxl.utils.get_column_letter(layout.CS_STATS_COLUMNS.index("金额") + 1)
+    widest = max(
+        len(f"¥{c.value:,.2f}")
+        for (c,) in sheet[f"{column}3:{column}{sheet.max_row}"]
+        if isinstance(c.value, float)
+    )
+    assert sheet.column_dimensions[column].width >= widest + 1

@@ -8,6 +8,7 @@ process opens no untrusted zip to decide what a file is. The answer is picklable
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import FileRejected, Reason
 from .forms import FormReading, read_form
@@ -56,3 +57,16 @@ def examine(data: bytes, name: str, limits: ZipLimits) -> Examined:
     if table is not None:
         return Examined(sniffed, table=table)
     return Examined(sniffed, refused=refused)
+
+
+def examine_archived(path: Path, name: str, limits: ZipLimits, max_bytes: int) -> Examined | None:
+    """:func:`examine` of an archived received file, for ``rebuild`` to ask ahead of its turn.
+
+    None for a file over the size limit (replay never reads it). A parser crash or timeout is
+    not caught here: the pool reports it, and the caller replays that file the ordinary way,
+    so its answer is the one the watcher gave. Only what depends on the bytes alone is
+    answered: every decision that needs the ledger is still taken in arrival order.
+    """
+    if path.stat().st_size > max_bytes:
+        return None
+    return examine(path.read_bytes(), name, limits)

@@ -1,21 +1,28 @@
-"""Administration's monthly workbook (月度退款报表): written with xlsxwriter through pandas.
+"""Administration's monthly workbook (月度退款报表): figures from pandas, written by xlsxwriter.
 
 Sheets: 汇总 (figures and charts), 客服退单统计表 and 财务退单统计表 (as generated, marked
 unsigned), 核对, 超时, 明细, 人员. Every list is an Excel table with filters and a frozen
 header; amounts ¥ with 2 decimals, times yyyy-mm-dd hh:mm, columns as wide as their Chinese
 text. Mobile numbers are masked unless the configuration says otherwise.
+
+The workbook is written in xlsxwriter's constant-memory mode, row after row, so a month of
+100,000 refunds never holds the whole sheet in memory (pandas' ``to_excel`` writes column
+by column, which keeps every cell until the file is closed: 3 GB at that size).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import xlsxwriter
 
 from .reports import (
     OPEN,
@@ -43,6 +50,7 @@ AMOUNT_COLUMNS = frozenset({"金额", "金额合计"})
 HOURS_COLUMNS = frozenset({"用时(小时)", "超出(小时)", "中位数(小时)", "90%分位(小时)"})
 SHARE_COLUMNS = frozenset({"比例", "时限内比例"})
 MAX_WIDTH = 32  # wider text wraps, so a sheet still prints at a legible size
+NOTE_WIDTH = 20  # where 备注 wraps in the copies of the statistics tables
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,21 @@ class Tables:
     approvers: tuple[str, str] = ("", "")  # 审批人 of the cs and the finance table, when signed
 
 
+_FILTER = 3  # the width of a header's filter button
+
+
+def _shown_width(value: object, fmt: Any, book: _Book) -> int:
+    """The width of a value as its number format shows it (¥1,999.99, not 1999.99)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
+        if fmt is book.amount:
+            return len(f"¥{value:,.2f}")
+        if fmt is book.hours:
+            return len(f"{value:.2f}")
+        if fmt is book.share:
+            return len(f"{value:.1%}")
+    return _width(value)
+
+
 def _width(value: object) -> int:
     if isinstance(value, dt.datetime | pd.Timestamp):
         return 16
@@ -63,39 +86,54 @@ def _width(value: object) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
+class _NoCells(dict[tuple[int, int], str]):
+    """A cell map that keeps nothing (see :meth:`_Book._add_table`)."""
+
+    def __setitem__(self, key: tuple[int, int], value: str) -> None:
+        pass
+
+
 class _Book:
-    """The pandas ExcelWriter with the workbook's shared formats."""
+    """The xlsxwriter workbook, in constant-memory mode, with the workbook's shared formats.
+
+    Constant memory: each sheet must be written top to bottom, a row at a time (a row is
+    written out when a later one is begun), and row heights set before the row's cells.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.writer = pd.ExcelWriter(
-            path,
-            engine="xlsxwriter",
-            datetime_format=DATETIME,
-            date_format=DATE,
-            # What people typed is text: never a formula, a link or a number.
-            engine_kwargs={
-                "options": {
-                    "strings_to_formulas": False,
-                    "strings_to_urls": False,
-                    "strings_to_numbers": False,
-                }
+        self.book = xlsxwriter.Workbook(
+            str(path),
+            {
+                "constant_memory": True,
+                # What people typed is text: never a formula, a link or a number.
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "strings_to_numbers": False,
             },
         )
-        book = self.writer.book
+        book = self.book
         base = {"font_name": FONT, "font_size": 11}
         self.text = book.add_format(base)
         self.amount = book.add_format({**base, "num_format": AMOUNT})
         self.hours = book.add_format({**base, "num_format": "0.00"})
         self.share = book.add_format({**base, "num_format": "0.0%"})
         self.when = book.add_format({**base, "num_format": DATETIME})
+        self.day = book.add_format({**base, "num_format": DATE})
         self.title = book.add_format({**base, "bold": True, "font_size": 16})
         self.note = book.add_format({**base, "font_color": "#C00000", "bold": True})
         self.plain = book.add_format({**base, "text_wrap": False})
         self.wrap = book.add_format({**base, "text_wrap": True, "valign": "top"})
+        self.header = book.add_format({**base, "bold": True, "text_wrap": True, "valign": "top"})
         self._widths: dict[tuple[str, int], float] = {}
+        self.sheets: dict[str, Any] = {}
+
+    def sheet(self, name: str) -> Any:
+        if name not in self.sheets:
+            self.sheets[name] = self.book.add_worksheet(name)
+        return self.sheets[name]
 
     def close(self) -> None:
-        self.writer.close()
+        self.book.close()
 
     def table(
         self,
@@ -107,61 +145,123 @@ class _Book:
         name: str,
         totals: Sequence[str] = (),
         freeze: bool = True,
+        max_width: int = MAX_WIDTH,
     ) -> int:
-        """Write ``frame`` as an Excel table; return the row after it."""
+        """Write ``frame`` as an Excel table below everything written so far on ``sheet``;
+        return the row after it. Text wider than ``max_width`` wraps."""
+        ws = self.sheet(sheet)
         frame = frame.reset_index(drop=True)
-        frame.to_excel(
-            self.writer, sheet_name=sheet, startrow=startrow + 1, startcol=startcol,
-            header=False, index=False,
-        )  # fmt: skip
-        ws = self.writer.sheets[sheet]
+        headers = [str(c) for c in frame.columns]
         rows = max(len(frame), 1)  # a table needs one data row, even an empty one
+        last = startrow + rows + (1 if totals else 0)
+        formats = [self._format(h) for h in headers]
+        values = [frame[c].tolist() for c in frame.columns]
         columns: list[dict[str, Any]] = []
-        rows_lines: dict[int, int] = {}
-        for i, col in enumerate(frame.columns):
-            fmt = self._format(str(col))
-            options: dict[str, Any] = {"header": str(col), "format": fmt}
-            if col in totals:
-                options |= {"total_function": "sum", "total_value": total(frame[col].fillna(0))}
+        for i, header in enumerate(headers):
+            options: dict[str, Any] = {"header": header, "format": formats[i]}
+            if header in totals:
+                options |= {"total_function": "sum", "total_value": total(frame[header].fillna(0))}
             elif i == 0 and totals:
                 options["total_string"] = "合计"
             columns.append(options)
-            wraps_at = self._fit(ws, sheet, startcol + i, frame[col], str(col))
-            if wraps_at:
-                # Spreadsheet programs do not grow a row for wrapped text they did not type.
-                for r, value in enumerate(frame[col]):
-                    lines = -(-_width(value) // int(wraps_at - 1))
-                    if lines > 1:
-                        lines = max(lines, rows_lines.get(r, 1))
-                        rows_lines[r] = lines
-                        ws.set_row(startrow + 1 + r, 15 * lines)
-            if fmt is not self.text:
-                # Per cell, not per column: 汇总 stacks tables whose columns differ.
-                for r, value in enumerate(frame[col]):
-                    if isinstance(value, int | float) and not pd.isna(value):
-                        ws.write_number(startrow + 1 + r, startcol + i, value, fmt)
-        last = startrow + rows + (1 if totals else 0)
-        ws.add_table(
-            startrow, startcol, last, startcol + len(frame.columns) - 1,
+        fits = [self._fit(ws, sheet, startcol + i, frame[c], h, formats[i], max_width)
+                for i, (c, h) in enumerate(zip(frame.columns, headers, strict=True))]  # fmt: skip
+        total_cells = self._add_table(
+            ws, (startrow, startcol, last, startcol + len(headers) - 1),
             {
                 "name": name, "columns": columns, "total_row": bool(totals),
                 "style": "Table Style Light 9",
             },
         )  # fmt: skip
+        if any(_width(h) + _FILTER > width for h, (width, _) in zip(headers, fits, strict=True)):
+            ws.set_row(startrow, 30)  # a header wider than its column's values: two lines
+        for i, header in enumerate(headers):
+            ws.write_string(startrow, startcol + i, header, self.header)
+        wrapped = [(i, int(width - 1)) for i, (width, wraps) in enumerate(fits) if wraps]
+        for r, row in enumerate(zip(*values, strict=True)):
+            at = startrow + 1 + r
+            if wrapped:
+                # Spreadsheet programs do not grow a row for wrapped text they did not type.
+                lines = max(-(-_width(row[i]) // width) for i, width in wrapped)
+                if lines > 1:
+                    ws.set_row(at, 15 * lines)
+            for i, value in enumerate(row):
+                self._write(ws, at, startcol + i, value, formats[i])
+        if totals:
+            ws.write_string(last, startcol, "合计", formats[0])
+            for col, (formula, fmt, value) in total_cells.items():
+                ws.write_formula(last, col, formula, fmt, value)
         if freeze:
             ws.freeze_panes(startrow + 1, 0)
         return last + 1
 
-    def _fit(self, ws: Any, sheet: str, col: int, values: pd.Series, header: str) -> float | None:
-        """As wide as the column's text (Chinese counts double), long text wrapped: then the
-        width it wraps at."""
-        # + 3 for the header's filter button; a datetime is 16 characters.
-        widest = max([_width(header) + 3, *(_width(v) for v in values.head(2000))]) + 1
-        wrap = widest > MAX_WIDTH
-        width = max(min(widest, MAX_WIDTH), self._widths.get((sheet, col), 0))
+    @staticmethod
+    def _add_table(
+        ws: Any, where: tuple[int, int, int, int], options: dict[str, Any]
+    ) -> dict[int, tuple[str, Any, Any]]:
+        """``add_table`` in constant-memory mode, which xlsxwriter refuses only because the
+        header and total cells it writes could land in rows already written out.
+
+        So it runs before any of the table's cells, with the mode off for the call; the
+        cells it wrote are dropped (the next row begun clears them) and written again in
+        order by :meth:`table`: the header, and the total row, whose formulas are returned
+        (column -> (formula, format, value)).
+        """
+        first_row, _first_col, last_row, _last_col = where
+        # It also notes every cell of the range to refuse overlapping tables: 3 million
+        # entries for 明细 at 100,000 refunds. Our tables are laid out one below another.
+        ws.table_cells = _NoCells()
+        ws.constant_memory = False
+        try:
+            ws.add_table(*where, options)
+            totals = {
+                col: (cell.formula, cell.format, cell.value)
+                for col, cell in ws.table.get(last_row, {}).items()
+                if hasattr(cell, "formula")
+            }
+        finally:
+            ws.constant_memory = True
+        # The header cells it stored hold shared-string indexes, not text: ours replace them.
+        ws.table.pop(first_row, None)
+        ws.table.pop(last_row, None)
+        return totals
+
+    def _write(self, ws: Any, row: int, col: int, value: object, fmt: Any) -> None:
+        """One cell, typed: text as text (never a formula), numbers in the column's format."""
+        if value is None or value is pd.NaT:
+            return
+        if isinstance(value, str):
+            ws.write_string(row, col, value)  # the column's format (wrapping) applies
+        elif isinstance(value, bool):
+            ws.write_boolean(row, col, value)
+        elif isinstance(value, int | float | Decimal):
+            number = float(value)
+            if not math.isnan(number):
+                ws.write_number(row, col, number, None if fmt is self.text else fmt)
+        elif isinstance(value, dt.datetime):  # pd.Timestamp is one
+            ws.write_datetime(row, col, value, self.when)
+        elif isinstance(value, dt.date):
+            ws.write_datetime(row, col, value, self.day)
+        else:
+            ws.write_string(row, col, str(value))
+
+    def _fit(
+        self, ws: Any, sheet: str, col: int, values: pd.Series, header: str, fmt: Any, most: int
+    ) -> tuple[float, bool]:
+        """As wide as the column's values as shown (Chinese counts double), at least half its
+        header (which then takes two lines), at most ``most``: (width, whether text wraps).
+
+        Narrow columns are what lets a sheet print one page wide at a legible size: the
+        header is no longer what sets the width of a column of short values.
+        """
+        shown = max((_shown_width(v, fmt, self) for v in values.head(2000)), default=0)
+        # + the header's filter button; a datetime is 16 characters.
+        widest = max(-(-_width(header) // 2) + _FILTER, shown) + 1
+        wrap = widest > most
+        width = max(min(widest, most), self._widths.get((sheet, col), 0))
         self._widths[(sheet, col)] = width
         ws.set_column(col, col, width, self.wrap if wrap else None)
-        return width if wrap else None
+        return width, wrap
 
     def _format(self, column: str) -> Any:
         if column in AMOUNT_COLUMNS:
@@ -238,7 +338,7 @@ def _by(frame: pd.DataFrame, key: str, label: str) -> pd.DataFrame:
 def _chart(
     book: _Book, kind: str, title: str, sheet: str, first: int, rows: int, series: Sequence[int]
 ) -> Any:
-    chart = book.writer.book.add_chart({"type": kind})
+    chart = book.book.add_chart({"type": kind})
     for col in series:
         chart.add_series(
             {
@@ -261,8 +361,7 @@ def _summary(book: _Book, data: MonthData, tables: Tables) -> None:
     """Figures on top, the four charts under them (two by two), the charts' data last:
     one A4 landscape page wide, read from the top."""
     sheet = SUMMARY
-    book.writer.book.add_worksheet(sheet)
-    book.writer.sheets[sheet] = ws = book.writer.book.get_worksheet_by_name(sheet)
+    ws = book.sheet(sheet)
     ws.write(0, 0, f"{data.month.label} 月度退款报表", book.title)
     agreed = (
         "核对无误" if tables.issues.empty else f"核对发现 {len(tables.issues)} 处问题,见「核对」"
@@ -289,7 +388,7 @@ def _summary(book: _Book, data: MonthData, tables: Tables) -> None:
             continue
         chart = _chart(book, kind, title, sheet, at, len(frame), (1,))
         if name == "按日":  # the amount on its own axis, as a line over the counts
-            amount = book.writer.book.add_chart({"type": "line"})
+            amount = book.book.add_chart({"type": "line"})
             amount.add_series(
                 {
                     "name": [sheet, at, 2],
@@ -319,7 +418,9 @@ def _print(ws: Any, *, repeat: int | None, wide: bool = False) -> None:
     30 columns: it runs on over pages, its first column repeated, at a legible size)."""
     ws.set_paper(9)
     ws.set_landscape()
-    ws.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
+    # Narrow side margins: every millimetre of width is a larger print of a wide table.
+    ws.set_margins(left=0.25, right=0.25, top=0.5, bottom=0.5)
+    ws.center_horizontally()
     if repeat is not None:
         ws.repeat_rows(repeat)
     if wide:
@@ -331,23 +432,22 @@ def _print(ws: Any, *, repeat: int | None, wide: bool = False) -> None:
 def _stats_sheet(
     book: _Book, frame: pd.DataFrame, sheet: str, name: str, signed: bool, approver: str = ""
 ) -> None:
-    book.writer.book.add_worksheet(sheet)
-    book.writer.sheets[sheet] = ws = book.writer.book.get_worksheet_by_name(sheet)
+    ws = book.sheet(sheet)
     mark = (
         f"已审批:部门负责人签字的统计表,审批人 {approver}"
         if signed
         else "未签字:refundflow 按账本生成,尚未经部门负责人审批"
     )
     ws.write(0, 0, mark, book.plain if signed else book.note)
-    book.table(frame, sheet, startrow=1, name=name, totals=("金额",))
+    # 备注 wraps early: the table prints one A4 page wide at a size people can read.
+    book.table(frame, sheet, startrow=1, name=name, totals=("金额",), max_width=NOTE_WIDTH)
     ws.freeze_panes(2, 0)
     _print(ws, repeat=1)
 
 
 def _check_sheet(book: _Book, data: MonthData, tables: Tables) -> None:
     sheet = CHECK
-    book.writer.book.add_worksheet(sheet)
-    book.writer.sheets[sheet] = ws = book.writer.book.get_worksheet_by_name(sheet)
+    ws = book.sheet(sheet)
     issues = tables.issues
     if issues.empty:
         ws.write(
@@ -409,7 +509,7 @@ def write_monthly(path: Path, data: MonthData, tables: Tables, *, mask: bool) ->
     book = _Book(path)
     # Made at as_of, not at the wall clock: the same data gives the same bytes (a rebuild
     # records the same files).
-    book.writer.book.set_properties({"created": data.as_of})
+    book.book.set_properties({"created": data.as_of})
     try:
         _summary(book, data, tables)
         cs = _masked(tables.cs, mask=mask)
@@ -423,6 +523,6 @@ def write_monthly(path: Path, data: MonthData, tables: Tables, *, mask: bool) ->
         book.table(_masked(data.refunds, mask=mask), DETAIL, name="退款明细")
         book.table(_people(data), PEOPLE, name="人员绩效")
         for sheet in (OVERDUE, DETAIL, PEOPLE):
-            _print(book.writer.sheets[sheet], repeat=0, wide=sheet == DETAIL)
+            _print(book.sheets[sheet], repeat=0, wide=sheet == DETAIL)
     finally:
         book.close()

@@ -156,12 +156,14 @@ class _Intake:
     now: dt.datetime
     # Parent-side work overlapped with the sandboxed parse (archiving the received bytes).
     while_parsing: Callable[[], object] | None = None
-    examined: Examined | None = None  # the worker's answer, set by the kind gate
+    # The worker's answer: set by the kind gate, or read ahead by rebuild (examine_archived).
+    examined: Examined | None = None
     reading: FormReading | None = None  # set by the read gate
     row: FormRow | None = None  # what the ledger knows of the form's number, if anything
     step: Step = Step.NEW  # the step the form is at, by the ledger
     supersedes: str | None = None  # the order's earlier form, closed as returned
     resubmitted: bool = False  # finance returned it; customer service sends it again
+    archived: Path | None = None  # replaying: the received file's archive copy
 
     @property
     def content(self) -> bytes:
@@ -195,6 +197,9 @@ class Processor:
         self.copy_key = CopyKey.load_or_create(workspace.sheets, now=clock())
         self.deliverer = Deliverer(workspace, self.ledger, enabled=deliver)
         self.zip_limits = ZipLimits.for_max_file_mb(self.config.max_file_mb)
+        # Rebuild's look-up of the copies archived when a received file was first processed:
+        # (received archive copy, time, name sent as) -> those very bytes, or None.
+        self.sent_copies: Callable[[Path, dt.datetime, str], bytes | None] | None = None
         # Form numbers our routed copies carry in the archive: never given again, even if the
         # ledger lost their record. Read at the first new form, after recover() set aside the
         # copies of an interrupted attempt. Not while rebuilding: it gives the same numbers.
@@ -316,10 +321,14 @@ class Processor:
                 archive_received()
         return self._commit_and_deliver(plan, path, identity, sha, received[0], identity=identity)
 
-    def replay(self, archived: Path, at: dt.datetime, name: str) -> Result:
+    def replay(
+        self, archived: Path, at: dt.datetime, name: str, examined: Examined | None = None
+    ) -> Result:
         """Process an archived received file again, as of ``at`` (for ``rebuild``).
 
         Nothing is archived or delivered: that happened when the file first arrived.
+        ``examined``: the worker's answer for the file, asked ahead of its turn
+        (:func:`examine_archived`).
         """
         st = archived.stat()
         # The receipt records the size; the time a file arrived is in its archive name.
@@ -334,7 +343,7 @@ class Processor:
         if previous:
             plan = self._duplicate(name, sha, at, previous[0].received_at, data)
         else:
-            plan = self._decide(name, data, sha, at)
+            plan = self._decide(name, data, sha, at, examined=examined, archived=archived)
         return self._commit_and_deliver(plan, self.ws.inbox / name, seen, sha, archived)
 
     def _answer_entry(self, path: Path) -> Result:
@@ -353,12 +362,16 @@ class Processor:
         now: dt.datetime,
         *,
         while_reading: Callable[[], object] | None = None,
+        examined: Examined | None = None,
+        archived: Path | None = None,
     ) -> _Plan:
         """The gates a file passes, in order: the first that answers decides.
 
         The size limit was checked before the file was read (see :meth:`_too_large`).
         """
-        intake = _Intake(name, data, sha, now, while_parsing=while_reading)
+        intake = _Intake(
+            name, data, sha, now, while_parsing=while_reading, examined=examined, archived=archived
+        )
         try:
             return (
                 self.check_kind(intake)
@@ -379,17 +392,19 @@ class Processor:
 
         The sandboxed worker decides, and reads a workbook as a form in the same call
         (:func:`examine`): this process opens no untrusted zip to tell what a file is.
+        ``rebuild`` may have asked the worker ahead of the file's turn.
         """
-        try:
-            intake.examined = self.pool.run(
-                examine,
-                intake.content,
-                intake.name,
-                self.zip_limits,
-                while_waiting=intake.while_parsing,
-            )
-        except FileRejected as exc:  # the parser crashed or timed out
-            return self._reject(intake, exc.message, exc.hint, exc.reason)
+        if intake.examined is None:
+            try:
+                intake.examined = self.pool.run(
+                    examine,
+                    intake.content,
+                    intake.name,
+                    self.zip_limits,
+                    while_waiting=intake.while_parsing,
+                )
+            except FileRejected as exc:  # the parser crashed or timed out
+                return self._reject(intake, exc.message, exc.hint, exc.reason)
         sniffed = intake.examined.sniffed
         if sniffed.accepted:
             return None
@@ -534,18 +549,6 @@ class Processor:
         # The copy we send now is the form's len(history)-th hand-off: its token proves it.
         token = self.copy_key.token(form_no, len(history))
         header = (*HISTORY_HEADER, f"{COPY_TOKEN_LABEL}{token}")
-        cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
-        patched = apply_patch(
-            intake.content,
-            Patch(
-                sheet=form.sheet,
-                cell_values={**_clean_values(form), cell: form_no},
-                history_rows=[header, *history],
-                history_title=replies.history_title(form_no),
-                missing_names=restore,
-            ),
-            limits=self.zip_limits,
-        )
         out_name = f"{form_no}.xlsx"
         earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, from_role)
         if move.to_role is None:
@@ -558,6 +561,18 @@ class Processor:
             )
             message = f"{form_no} → {ROLE_NAMES[move.to_role]}({STEP_NAMES[move.to_step]})"
             outcome = Outcome.ROUTED
+        cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
+        patched = self._patched(
+            intake,
+            out_name,
+            Patch(
+                sheet=form.sheet,
+                cell_values={**_clean_values(form), cell: form_no},
+                history_rows=[header, *history],
+                history_title=replies.history_title(form_no),
+                missing_names=restore,
+            ),
+        )
         snapshot_now = form.canonical()
         snapshot_now["form_no"] = form_no
         update = FormUpdate(
@@ -635,19 +650,19 @@ class Processor:
         rows = [
             (str(i), p.label, p.cell, p.message, how_to_fix(p)) for i, p in enumerate(problems, 1)
         ]
-        patched = apply_patch(
-            intake.content,
+        earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, to_role)
+        returned = f"{form_no}-退回.xlsx" if form_no else returned_name(name)
+        dest = self.deliverer.free_name(self.ws.outbox(to_role) / returned, reusing=earlier)
+        patched = self._patched(
+            intake,
+            returned,
             Patch(
                 sheet=form.sheet,
                 return_rows=[RETURN_HEADER, *rows],
                 title=replies.return_title(form_no, name, intake.now),
                 highlight_cells=[p.cell for p in problems if p.cell],
             ),
-            limits=self.zip_limits,
         )
-        earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, to_role)
-        returned = f"{form_no}-退回.xlsx" if form_no else returned_name(name)
-        dest = self.deliverer.free_name(self.ws.outbox(to_role) / returned, reusing=earlier)
         reasons = "\n".join(f"{p.label}:{p.message}" for p in problems)
         message = f"退回{ROLE_NAMES[to_role]}:{len(problems)} 个问题"
         return _Plan(
@@ -669,6 +684,19 @@ class Processor:
             ),
             take_away=earlier,
         )
+
+    def _patched(self, intake: _Intake, name: str, patch: Patch) -> bytes:
+        """The copy ``patch`` makes of the file, to be sent as ``name`` (or ``name (2)`` …).
+
+        Replaying, it is the copy archived when the file was first processed, when the
+        archive can tell which one that was: the same bytes, without making them again.
+        """
+        if self.sent_copies is not None and intake.archived is not None:
+            kept = self.sent_copies(intake.archived, intake.now, name)
+            # The file itself sent back under that name (rejected) is not a copy of it.
+            if kept is not None and kept != intake.data:
+                return kept
+        return apply_patch(intake.content, patch, limits=self.zip_limits)
 
     def _closed_as_returned(self, row: FormRow) -> bool:
         """Was the form closed without a refund (technical department or finance said no)?"""

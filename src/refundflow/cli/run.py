@@ -357,6 +357,7 @@ def rebuild(obj: dict[str, Any], root: Path) -> None:
     \b
         refundflow rebuild --root /srv/share/refunds
     """
+    from ..progress import progress
     from ..rebuild import rebuild_ledger
 
     with _errors():
@@ -368,7 +369,11 @@ def rebuild(obj: dict[str, Any], root: Path) -> None:
                 memory_mb=config.parse_memory_mb, timeout=config.parse_timeout_seconds
             ) as pool,
         ):
-            backup, count = rebuild_ledger(workspace, pool=pool)
+            backup, count = rebuild_ledger(
+                workspace,
+                pool=pool,
+                track=lambda files, total: progress(files, total=total, label="重放存档"),
+            )
         stop_helper_processes()
     if backup:
         click.echo(f"原账本已备份为 {backup.name}")

@@ -47,6 +47,7 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._root = root
+        self._batched = False  # inside batch(): transactions are savepoints of one
         with ledger_errors(path, root):
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, one transaction per file.
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -69,6 +70,17 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._batched:
+            with ledger_errors(self.path, self._root):
+                self._db.execute("SAVEPOINT one")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK TO one")
+                    self._db.execute("RELEASE one")
+                    raise
+                self._db.execute("RELEASE one")
+            return
         with ledger_errors(self.path, self._root):
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -77,6 +89,17 @@ class Ledger:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Commit every transaction inside as one (``rebuild``: a commit a file is most of
+        the cost of recording it). Each still applies whole or not at all, as a savepoint."""
+        with self.transaction():
+            self._batched = True
+            try:
+                yield
+            finally:
+                self._batched = False
 
     # ---- trust -------------------------------------------------------------------------
     def verify(self) -> None:
