@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from refundflow import processor
+from refundflow import copies
 from refundflow.config import load_config
 from refundflow.ledger import Ledger
 from refundflow.rebuild import rebuild_ledger
@@ -408,7 +408,7 @@ def test_rebuild_reads_ahead_and_takes_the_copies_it_sent_from_the_archive(
     def made_again(*args: object) -> bytes:
         raise AssertionError("a copy was made again")
 
-    monkeypatch.setattr(processor, "apply_patch", made_again)
+    monkeypatch.setattr(copies, "apply_patch", made_again)
     workspace = Workspace(root, load_config(root))
     _backup, count = rebuild_ledger(workspace, pool=NoParsing(), workers=2)  # type: ignore[arg-type]
 
@@ -426,13 +426,13 @@ def test_a_sent_copy_cut_short_is_made_again(
     cut.chmod(0o644)
     cut.write_bytes(cut.read_bytes()[:1000])
     made: list[object] = []
-    patch = processor.apply_patch
+    patch = copies.apply_patch
 
-    def counted(data: bytes, change: object) -> bytes:
+    def counted(data: bytes, change: object, **kwargs: Any) -> bytes:
         made.append(change)
-        return patch(data, change)  # type: ignore[arg-type]
+        return patch(data, change, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(processor, "apply_patch", counted)
+    monkeypatch.setattr(copies, "apply_patch", counted)
     result = run("rebuild", now=LATER)
 
     assert result.exit_code == 0, result.output

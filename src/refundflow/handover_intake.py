@@ -34,11 +34,12 @@ from .handover_check import HandoverProblem, check_handover
 from .handoverread import HandoverReading
 from .inboxfile import sha256_of
 from .ledger import EventKind, Ledger, NewEvent
+from .plans import Intake, Outcome, Plan, Result
 from .replies import RETURN_HEADER
 from .xlsxpatch import Patch, apply_patch
 
 if TYPE_CHECKING:
-    from .processor import Processor, _Intake, _Plan
+    from .processor import Processor
 
 FILED = "交接单"  # refundsheets/交接单/YYYY-MM/: every accepted sheet
 ACCEPTED_SUFFIX = "已交接"
@@ -74,7 +75,7 @@ def return_title(values: dict[str, str], at: dt.datetime) -> str:
 
 def layout_unknown(not_found: Sequence[str]) -> tuple[str, str]:
     """Why a sheet of an old or home-made layout is not read, and what to do."""
-    shown = "".join(f"「{label}」" for label in not_found[:6])
+    shown = "".join(f"“{label}”" for label in not_found[:6])
     more = "等" if len(not_found) > 6 else ""
     return (
         f"这是{layout.HANDOVER_SHEET},但不是当前模板的格式:找不到{shown}{more}栏目"
@@ -83,19 +84,18 @@ def layout_unknown(not_found: Sequence[str]) -> tuple[str, str]:
     )
 
 
-def plan(processor: Processor, intake: _Intake, reading: HandoverReading) -> _Plan:
+def plan(processor: Processor, intake: Intake, reading: HandoverReading) -> Plan:
     """Check the sheet and plan its answer: to the next shift, or back with its problems."""
     if reading.not_found:
         what, hint = layout_unknown(reading.not_found)
-        return processor._reject(intake, what, hint, Reason.OLD_TEMPLATE)
+        return processor.reject(intake, what, hint, Reason.OLD_TEMPLATE)
     problems = check_handover(reading.values, ledger=processor.ledger, config=processor.config)
     if problems:
         return _plan_return(processor, intake, reading, problems)
     return _plan_accept(processor, intake, reading)
 
 
-def _plan_accept(processor: Processor, intake: _Intake, reading: HandoverReading) -> _Plan:
-    from .processor import Outcome, Result, _Plan  # the processor imports this module
+def _plan_accept(processor: Processor, intake: Intake, reading: HandoverReading) -> Plan:
 
     values, now = reading.values, intake.now
     # Only a 退回原因 sheet and our highlights left from an earlier return are taken out.
@@ -108,7 +108,7 @@ def _plan_accept(processor: Processor, intake: _Intake, reading: HandoverReading
     day, shift = values.get("filled_on", ""), values.get("shift", "")
     handed, taken = values.get("handed_by", ""), values.get("taken_by", "")
     detail = f"{day} {shift} 交接人 {handed} → 接交人 {taken}"
-    return _Plan(
+    return Plan(
         NewEvent(
             now,
             EventKind.HANDOVER_ACCEPTED,
@@ -131,7 +131,7 @@ def _plan_accept(processor: Processor, intake: _Intake, reading: HandoverReading
     )
 
 
-def _left_in_folder(processor: Processor, intake: _Intake) -> list[tuple[Path, str]]:
+def _left_in_folder(processor: Processor, intake: Intake) -> list[tuple[Path, str]]:
     """The sheet as dropped, if the sender filled it in ``outbox/cs/`` and copied it into
     ``inbox/``: it goes once the sheet is answered, so the folder stays a to-do list.
 
@@ -145,11 +145,10 @@ def _left_in_folder(processor: Processor, intake: _Intake) -> list[tuple[Path, s
 
 def _plan_return(
     processor: Processor,
-    intake: _Intake,
+    intake: Intake,
     reading: HandoverReading,
     problems: list[HandoverProblem],
-) -> _Plan:
-    from .processor import Outcome, Result, _Plan  # the processor imports this module
+) -> Plan:
 
     now = intake.now
     rows = [
@@ -170,7 +169,7 @@ def _plan_return(
     dest = processor.deliverer.free_name(
         processor.ws.outbox("cs") / replies.returned_name(intake.name), reusing=earlier
     )
-    return _Plan(
+    return Plan(
         NewEvent(
             now,
             EventKind.HANDOVER_RETURNED,

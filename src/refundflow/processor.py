@@ -27,12 +27,9 @@ import datetime as dt
 import logging
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
-from enum import StrEnum
 from pathlib import Path
 
-from . import handover_intake, replies
+from . import copies, handover_intake, replies
 from .archive import (
     RECEIVED,
     SENT,
@@ -44,12 +41,11 @@ from .archive import (
     write_exclusive,
 )
 from .calendar import WorkCalendar
-from .config import ROLE_NAMES, UNCHECKED_SIGNER
 from .copytoken import CopyKey
 from .delivery import Deliverer, shown
 from .errors import FileRejected, Reason, StorageError, storage_error
 from .examine import Examined, examine
-from .forms import FieldProblem, FormReading, RefundForm
+from .forms import FieldProblem, FormReading
 from .inboxfile import (
     ChangedWhileReading,
     EntryKind,
@@ -58,17 +54,12 @@ from .inboxfile import (
     sha256_of,
 )
 from .layout import (
-    BLOCK_FIELDS,
-    COPY_TOKEN_LABEL,
     FIELDS_BY_NAME,
-    TEMPLATE_VERSION,
-    VERSION_PROPERTY,
 )
 from .ledger import (
     Delivery,
     EventKind,
     FormRow,
-    FormUpdate,
     Ledger,
     NewEvent,
     NewReceipt,
@@ -76,104 +67,27 @@ from .ledger import (
     Receipt,
 )
 from .ledgercheck import open_ledger
+from .plans import Intake, Outcome, Plan, Result
 from .recovery import release_held_files, remove_partial_writes_of, set_aside_orphans
 from .replies import (
-    FINANCE_RETURNED_CHOICES,
-    HISTORY_HEADER,
-    MARK_RESTORED,
     REPLY_SUFFIX,
-    RETURN_HEADER,
-    history_row,
-    how_to_fix,
     reply_text,
-    returned_name,
-    typed_note,
 )
 from .routing import (
-    FINANCE_ROLES,
-    STEP_NAMES,
     UNSIGNED_STEPS,
     WAITING_ON,
-    Stamp,
     Step,
-    fill_was_late,
-    next_step,
 )
 from .sandbox import ParserPool
 from .stats_intake import plan_signed_table
 from .validation import Context, validate
 from .workspace import Workspace
-from .xlsxpatch import Patch, PatchError, apply_patch
+from .xlsxpatch import PatchError
 from .zipread import ZipLimits
 
+__all__ = ["Outcome", "Processor", "Result"]  # Outcome and Result: said by every caller
+
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    ROUTED = "routed"  # accepted and sent on to the next role
-    CLOSED = "closed"  # accepted at the last step and archived
-    RETURNED = "returned"  # a refund form with problems, sent back to who must fix it
-    REJECTED = "rejected"  # not one of our workbooks: outbox/rejected/ with a reason file
-    DUPLICATE = "duplicate"  # the very same bytes were already received
-    RECOVERED = "recovered"  # finished work a crash had interrupted
-    WAITING = "waiting"  # still being written: left in the inbox for the next pass
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    file_name: str
-    message: str  # one line for the operator, in Chinese
-    form_no: str | None = None
-    to_role: str | None = None
-    delivered: tuple[Path, ...] = ()
-    problems: tuple[FieldProblem, ...] = field(default=())
-    pending: tuple[str, ...] = ()  # deliveries that failed and will be retried (why, in Chinese)
-
-
-@dataclass
-class _Plan:
-    """Everything one file's processing will commit and deliver."""
-
-    event: NewEvent
-    update: FormUpdate | None = None
-    outputs: list[tuple[Path, bytes]] = field(default_factory=list)  # (destination, bytes)
-    sent: bool = False  # outputs are routed copies that may come back as hand-offs
-    result: Result | None = None
-    move_to: Path | None = None  # a file over the size limit is moved here, never copied
-    # Our earlier copies of the form still in people's folders, (path, sha as delivered):
-    # taken away when this outcome is delivered, so each folder is a to-do list.
-    take_away: list[tuple[Path, str]] = field(default_factory=list)
-
-
-@dataclass
-class _Intake:
-    """One readable file on its way through the gates, and what each gate learned of it."""
-
-    name: str
-    data: bytes | None  # None: over the size limit, never read
-    sha: str
-    now: dt.datetime
-    # Parent-side work overlapped with the sandboxed parse (archiving the received bytes).
-    while_parsing: Callable[[], object] | None = None
-    # The worker's answer: set by the kind gate, or read ahead by rebuild (examine_archived).
-    examined: Examined | None = None
-    reading: FormReading | None = None  # set by the read gate
-    row: FormRow | None = None  # what the ledger knows of the form's number, if anything
-    step: Step = Step.NEW  # the step the form is at, by the ledger
-    supersedes: str | None = None  # the order's earlier form, closed as returned
-    resubmitted: bool = False  # finance returned it; customer service sends it again
-    archived: Path | None = None  # replaying: the received file's archive copy
-
-    @property
-    def content(self) -> bytes:
-        assert self.data is not None, "a file over the size limit never reaches the gates"
-        return self.data
-
-    @property
-    def form(self) -> RefundForm:
-        assert self.reading is not None, "the read gate runs first"
-        return self.reading.form
 
 
 class Processor:
@@ -265,7 +179,7 @@ class Processor:
         try:
             dropped = read_dropped(path, max_bytes=self.config.max_file_mb * 1024 * 1024)
         except ChangedWhileReading:
-            log.info("%s changed while it was read: left for the next pass", path.name)
+            log.info("%s 在读取时发生变动:留待下一轮处理", path.name)
             return Result(Outcome.WAITING, path.name, "文件仍在写入,稍后再处理")
         except PermissionError as exc:
             raise StorageError(
@@ -364,12 +278,12 @@ class Processor:
         while_reading: Callable[[], object] | None = None,
         examined: Examined | None = None,
         archived: Path | None = None,
-    ) -> _Plan:
+    ) -> Plan:
         """The gates a file passes, in order: the first that answers decides.
 
         The size limit was checked before the file was read (see :meth:`_too_large`).
         """
-        intake = _Intake(
+        intake = Intake(
             name, data, sha, now, while_parsing=while_reading, examined=examined, archived=archived
         )
         try:
@@ -385,9 +299,9 @@ class Processor:
             )
         except PatchError as exc:
             # Readable, but our sheets cannot be written into it (e.g. 编号 holds a formula).
-            return self._reject(intake, exc.message, exc.hint, exc.reason)
+            return self.reject(intake, exc.message, exc.hint, exc.reason)
 
-    def check_kind(self, intake: _Intake) -> _Plan | None:
+    def check_kind(self, intake: Intake) -> Plan | None:
         """Only an xlsx workbook goes on; anything else is answered by what it is.
 
         The sandboxed worker decides, and reads a workbook as a form in the same call
@@ -404,13 +318,13 @@ class Processor:
                     while_waiting=intake.while_parsing,
                 )
             except FileRejected as exc:  # the parser crashed or timed out
-                return self._reject(intake, exc.message, exc.hint, exc.reason)
+                return self.reject(intake, exc.message, exc.hint, exc.reason)
         sniffed = intake.examined.sniffed
         if sniffed.accepted:
             return None
-        return self._reject(intake, sniffed.description, sniffed.hint, sniffed.reason)
+        return self.reject(intake, sniffed.description, sniffed.hint, sniffed.reason)
 
-    def check_other_document(self, intake: _Intake) -> _Plan | None:
+    def check_other_document(self, intake: Intake) -> Plan | None:
         """Our other documents take their own path: a filled handover sheet is checked and
         handed to the next shift (handover_intake.py), a statistics table signed by its
         department head is filed for 行政部 (stats_intake.py). The worker told them apart
@@ -423,12 +337,12 @@ class Processor:
             return plan_signed_table(self, intake, intake.examined.table)
         return None
 
-    def read(self, intake: _Intake) -> _Plan | None:
+    def read(self, intake: Intake) -> Plan | None:
         """The form as the worker read it; find what the ledger knows of its number."""
         assert intake.examined is not None, "the kind gate runs first"
         refused = intake.examined.refused
         if refused is not None:
-            return self._reject(intake, refused.message, refused.hint, refused.reason)
+            return self.reject(intake, refused.message, refused.hint, refused.reason)
         intake.reading = intake.examined.reading
         assert intake.reading is not None  # an accepted workbook is read or refused
         form_no = intake.reading.form.form_no
@@ -436,15 +350,15 @@ class Processor:
         intake.step = Step(intake.row.step) if intake.row else Step.NEW
         return None
 
-    def check_closed(self, intake: _Intake) -> _Plan | None:
+    def check_closed(self, intake: Intake) -> Plan | None:
         """A closed form takes nothing more."""
         row = intake.row
         if row is None or intake.step is not Step.CLOSED:
             return None
         what, hint = replies.closed_form(row.form_no, row.closed_at)
-        return self._reject(intake, what, hint, Reason.FORM_CLOSED)
+        return self.reject(intake, what, hint, Reason.FORM_CLOSED)
 
-    def check_foreign_number(self, intake: _Intake) -> _Plan | None:
+    def check_foreign_number(self, intake: Intake) -> Plan | None:
         """Another form's number in a new form goes back to its filer; that form is left alone."""
         row, form = intake.row, intake.form
         if (
@@ -461,9 +375,9 @@ class Processor:
             replies.foreign_form_no(row.form_no, row.order_no, form.order_no or ""),
         )
         intake.step = Step.NEW
-        return self._plan_return(intake, [foreign], "cs")
+        return copies.plan_return(self, intake, [foreign], "cs")
 
-    def check_stale(self, intake: _Intake) -> _Plan | None:
+    def check_stale(self, intake: Intake) -> Plan | None:
         """An earlier copy, or one that cannot prove it is the copy we delivered last."""
         row, reading = intake.row, intake.reading
         if row is None or reading is None:
@@ -479,7 +393,7 @@ class Processor:
         what, hint = replies.stale_copy(
             row.form_no, intake.step, current, token=reading.copy_token, old=old
         )
-        return self._reject(intake, what, hint, Reason.STALE_COPY, form_no=row.form_no)
+        return self.reject(intake, what, hint, Reason.STALE_COPY, form_no=row.form_no)
 
     def _is_current_copy(self, row: FormRow, reading: FormReading) -> bool:
         """Does the file carry the token of the copy we delivered last?
@@ -495,7 +409,7 @@ class Processor:
         # No token: fine where the person fills a block, and for copies sent before tokens.
         return Step(row.step) not in UNSIGNED_STEPS or row.step_since < self.copy_key.created
 
-    def check_fields(self, intake: _Intake) -> _Plan | None:
+    def check_fields(self, intake: Intake) -> Plan | None:
         """Validate the fields due at this step; problems go back to whoever must fix them."""
         form, step = intake.form, intake.step
         snapshot = intake.row.snapshot if intake.row else None
@@ -506,7 +420,9 @@ class Processor:
                 intake.supersedes = other.form_no  # a new application for the order: linked
             elif other is not None:
                 owner = (other.form_no, Step(other.step))
-        intake.resubmitted = step is Step.FINANCE_RETURNED and _finance_cleared(form, snapshot)
+        intake.resubmitted = step is Step.FINANCE_RETURNED and copies.finance_cleared(
+            form, snapshot
+        )
         ctx = Context(
             step=step,
             now=intake.now,
@@ -518,185 +434,12 @@ class Processor:
         problems = validate(form, intake.reading.problems if intake.reading else (), ctx)
         if not problems:
             return None
-        return self._plan_return(intake, problems, WAITING_ON[step] or "cs")
+        return copies.plan_return(self, intake, problems, WAITING_ON[step] or "cs")
 
-    def plan_hand_off(self, intake: _Intake) -> _Plan:
-        """The form moves on: number it, note what happened, and make the routed copy."""
-        form, step, now, name = intake.form, intake.step, intake.now, intake.name
-        approvals = {b: form.blocks[b].approval for b in form.blocks}
-        move = next_step(step, approvals, form.amount, self.config, resubmitted=intake.resubmitted)
-        form_no = self._new_form_no(now) if step is Step.NEW else form.form_no
-        assert form_no is not None
-        actor = form.blocks[move.signed_block].by if move.signed_block else None
-        restore: dict[str, str] = {}
-        if intake.reading is not None and intake.reading.version_mark_missing:
-            # A tool that re-saved the form dropped the version mark; the copy gets it back.
-            restore = {VERSION_PROPERTY: f'"{TEMPLATE_VERSION}"'}
-        detail = self._notes(intake, move.to_step, move.signed_block, form_no, bool(restore))
-        from_role = WAITING_ON[step]
-        history = [
-            *(
-                history_row(e.at, e.to_step, e.from_role, e.to_role, e.actor, e.file_name, e.detail)
-                for e in self.ledger.events(form_no)
-                if e.kind == EventKind.ACCEPTED
-            ),
-            history_row(now, move.to_step, from_role, move.to_role, actor, name, detail),
-        ]
-        if move.to_step is Step.FINANCE_RETURNED:
-            # Where customer service reads it: what it can do with the returned form.
-            *row, note = history[-1]
-            history[-1] = (*row, f"{note};{FINANCE_RETURNED_CHOICES}")
-        # The copy we send now is the form's len(history)-th hand-off: its token proves it.
-        token = self.copy_key.token(form_no, len(history))
-        header = (*HISTORY_HEADER, f"{COPY_TOKEN_LABEL}{token}")
-        out_name = f"{form_no}.xlsx"
-        earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, from_role)
-        if move.to_role is None:
-            dest = self.ws.sheets / "归档" / now.strftime("%Y-%m") / out_name
-            message = f"{form_no} 已办结归档"
-            outcome = Outcome.CLOSED
-        else:
-            dest = self.deliverer.free_name(
-                self.ws.outbox(move.to_role) / out_name, reusing=earlier
-            )
-            message = f"{form_no} → {ROLE_NAMES[move.to_role]}({STEP_NAMES[move.to_step]})"
-            outcome = Outcome.ROUTED
-        cell = form.cells.get("form_no", FIELDS_BY_NAME["form_no"].cell)
-        patched = self._patched(
-            intake,
-            out_name,
-            Patch(
-                sheet=form.sheet,
-                cell_values={**_clean_values(form), cell: form_no},
-                history_rows=[header, *history],
-                history_title=replies.history_title(form_no),
-                missing_names=restore,
-            ),
-        )
-        snapshot_now = form.canonical()
-        snapshot_now["form_no"] = form_no
-        update = FormUpdate(
-            form_no=form_no,
-            order_no=form.order_no or "",
-            step=move.to_step,
-            waiting_on=WAITING_ON[move.to_step],
-            reported_at=form.reported_at,
-            amount=str(form.amount) if form.amount is not None else None,
-            snapshot=snapshot_now,
-            closed=move.to_step is Step.CLOSED,
-            supersedes=intake.supersedes,
-        )
-        event = NewEvent(
-            now,
-            EventKind.ACCEPTED,
-            name,
-            intake.sha,
-            form_no=form_no,
-            from_step=step,
-            to_step=move.to_step,
-            from_role=from_role,
-            to_role=move.to_role,
-            actor=actor,
-            stamp=move.stamp,
-            out_sha=sha256(patched),
-            detail=detail,
-        )
-        return _Plan(
-            event,
-            update,
-            [(dest, patched)],
-            sent=True,
-            result=Result(outcome, name, message, form_no, move.to_role),
-            take_away=earlier,
-        )
-
-    def _notes(
-        self,
-        intake: _Intake,
-        to_step: Step,
-        signed_block: str | None,
-        form_no: str,
-        mark_restored: bool,
-    ) -> str | None:
-        """What the 流转记录 row of this hand-off notes (kept in the event for later copies)."""
-        form, step = intake.form, intake.step
-        notes: list[str] = []
-        if step is Step.NEW and fill_was_late(form.reported_at, intake.now, self.config):
-            notes.append(replies.fill_late(self.config.limits.fill_minutes))
-        if to_step is Step.FINANCE_RETURNED and signed_block:
-            notes = [replies.finance_returned(form.blocks[signed_block].opinion)]
-        if intake.resubmitted:
-            rounds = 1 + sum(
-                e.kind == EventKind.ACCEPTED and e.stamp == Stamp.FINANCE
-                for e in self.ledger.events(form_no)
-            )
-            notes = [replies.resubmitted(rounds)]
-        if signed_block and not self.config.has_roster(signed_block):
-            notes.append(UNCHECKED_SIGNER)
-        if intake.supersedes:
-            notes.append(replies.linked_to(intake.supersedes))
-        if step is Step.NEW and form.form_no and form.form_no != form_no:
-            notes.append(replies.filer_number(form.form_no, form_no))
-        if form.typed:
-            notes.append(typed_note(form))  # the copy carries the clean value
-        if mark_restored:
-            notes.append(MARK_RESTORED)
-        return "\n".join(notes) or None
-
-    def _plan_return(self, intake: _Intake, problems: list[FieldProblem], to_role: str) -> _Plan:
-        """Send the form back to ``to_role`` with a 退回原因 sheet and the problem cells marked."""
-        form, step, name = intake.form, intake.step, intake.name
-        form_no = form.form_no if step is not Step.NEW else None
-        rows = [
-            (str(i), p.label, p.cell, p.message, how_to_fix(p)) for i, p in enumerate(problems, 1)
-        ]
-        earlier = self.deliverer.earlier_copies(form_no, name, intake.sha, to_role)
-        returned = f"{form_no}-退回.xlsx" if form_no else returned_name(name)
-        dest = self.deliverer.free_name(self.ws.outbox(to_role) / returned, reusing=earlier)
-        patched = self._patched(
-            intake,
-            returned,
-            Patch(
-                sheet=form.sheet,
-                return_rows=[RETURN_HEADER, *rows],
-                title=replies.return_title(form_no, name, intake.now),
-                highlight_cells=[p.cell for p in problems if p.cell],
-            ),
-        )
-        reasons = "\n".join(f"{p.label}:{p.message}" for p in problems)
-        message = f"退回{ROLE_NAMES[to_role]}:{len(problems)} 个问题"
-        return _Plan(
-            NewEvent(
-                intake.now,
-                EventKind.RETURNED,
-                name,
-                intake.sha,
-                form_no=form_no,
-                from_step=step,
-                to_step=step,
-                to_role=to_role,
-                out_sha=sha256(patched),
-                detail=reasons,
-            ),
-            outputs=[(dest, patched)],
-            result=Result(
-                Outcome.RETURNED, name, message, form_no, to_role, problems=tuple(problems)
-            ),
-            take_away=earlier,
-        )
-
-    def _patched(self, intake: _Intake, name: str, patch: Patch) -> bytes:
-        """The copy ``patch`` makes of the file, to be sent as ``name`` (or ``name (2)`` …).
-
-        Replaying, it is the copy archived when the file was first processed, when the
-        archive can tell which one that was: the same bytes, without making them again.
-        """
-        if self.sent_copies is not None and intake.archived is not None:
-            kept = self.sent_copies(intake.archived, intake.now, name)
-            # The file itself sent back under that name (rejected) is not a copy of it.
-            if kept is not None and kept != intake.data:
-                return kept
-        return apply_patch(intake.content, patch, limits=self.zip_limits)
+    def plan_hand_off(self, intake: Intake) -> Plan:
+        """The form moves on: number it, note what happened, and make the routed copy
+        (:func:`copies.plan_hand_off`)."""
+        return copies.plan_hand_off(self, intake)
 
     def _closed_as_returned(self, row: FormRow) -> bool:
         """Was the form closed without a refund (technical department or finance said no)?"""
@@ -710,7 +453,8 @@ class Processor:
         ]
         return bool(outcomes) and outcomes[-1] != Step.REFUNDED
 
-    def _new_form_no(self, now: dt.datetime) -> str:
+    def new_form_no(self, now: dt.datetime) -> str:
+        """The next free form number of the day (never one the archive already gave)."""
         prefix = f"{self.config.form_no_prefix}{now:%Y%m%d}-"
         if self._numbers_sent is None:
             self._numbers_sent = form_numbers_sent(self.ws.sheets, self.config.form_no_prefix)
@@ -724,15 +468,15 @@ class Processor:
             number += 1
         return f"{prefix}{number:03d}"
 
-    def _reject(
+    def reject(
         self,
-        intake: _Intake,
+        intake: Intake,
         what: str,
         hint: str,
         reason: Reason,
         *,
         form_no: str | None = None,
-    ) -> _Plan:
+    ) -> Plan:
         """The file back in outbox/rejected/ with ``<its name>.退回原因.txt`` beside it.
 
         No data (a file over the size limit): the file is moved there, not copied.
@@ -742,7 +486,7 @@ class Processor:
         # One free name for the pair, so "x (2).xlsx" gets "x (2).xlsx.退回原因.txt".
         dest = self.deliverer.free_name(self.ws.rejected / safe_name(name), REPLY_SUFFIX)
         reply = dest.with_name(dest.name + REPLY_SUFFIX)
-        return _Plan(
+        return Plan(
             NewEvent(
                 now,
                 EventKind.REJECTED,
@@ -756,17 +500,17 @@ class Processor:
             move_to=dest if data is None else None,
         )
 
-    def _too_large(self, name: str, sha: str, now: dt.datetime, size: int) -> _Plan:
+    def _too_large(self, name: str, sha: str, now: dt.datetime, size: int) -> Plan:
         """A file over ``[parse] max_file_mb``: never read, moved to outbox/rejected/."""
         what, hint = replies.too_large(size, self.config.max_file_mb)
-        return self._reject(_Intake(name, None, sha, now), what, hint, Reason.TOO_LARGE)
+        return self.reject(Intake(name, None, sha, now), what, hint, Reason.TOO_LARGE)
 
     def _duplicate(
         self, name: str, sha: str, now: dt.datetime, first: dt.datetime, data: bytes
-    ) -> _Plan:
+    ) -> Plan:
         """The very same bytes again: answered, not processed twice."""
         what, hint = replies.already_received(first)
-        plan = self._reject(_Intake(name, data, sha, now), what, hint, Reason.ALREADY_RECEIVED)
+        plan = self.reject(Intake(name, data, sha, now), what, hint, Reason.ALREADY_RECEIVED)
         plan.event = NewEvent(now, EventKind.DUPLICATE, name, sha, detail=what)
         plan.result = Result(Outcome.DUPLICATE, name, f"已于 {first:%Y-%m-%d %H:%M} 收到")
         return plan
@@ -774,7 +518,7 @@ class Processor:
     # ---- committing and delivering ---------------------------------------------------------
     def _commit_and_deliver(
         self,
-        plan: _Plan,
+        plan: Plan,
         path: Path,
         seen: Identity,
         sha: str,
@@ -825,33 +569,3 @@ class Processor:
             result.problems,
             tuple(failed),
         )
-
-
-def _clean_values(form: RefundForm) -> dict[str, str | float]:
-    """Cell -> the canonical value of every field accepted in another shape than typed.
-
-    Amounts and date-times become numbers (a SUM counts them, the cell's format shows them),
-    everything else its canonical text (11-digit mobile, the bank's full name).
-    """
-    epoch = dt.datetime(1904, 1, 1) if form.date1904 else dt.datetime(1899, 12, 30)
-    out: dict[str, str | float] = {}
-    for name in form.typed:
-        value = form.value(name)
-        cell = form.cells.get(name)
-        if cell is None or value is None:
-            continue
-        if isinstance(value, Decimal):
-            out[cell] = float(value)
-        elif isinstance(value, dt.datetime):
-            out[cell] = round((value - epoch).total_seconds() / 86400, 10)
-        else:
-            out[cell] = str(value)
-    return out
-
-
-def _finance_cleared(form: RefundForm, snapshot: dict[str, str] | None) -> bool:
-    """Did customer service empty every finance block of a form finance had filled?"""
-    names = [f.name for role in FINANCE_ROLES for f in BLOCK_FIELDS[role]]
-    current = form.canonical()
-    had = any((snapshot or {}).get(name, "") for name in names)
-    return had and not any(current.get(name, "") for name in names)

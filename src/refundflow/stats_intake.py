@@ -52,12 +52,13 @@ from .monthend import (
     file_name,
     signed_dir,
 )
+from .plans import Intake, Outcome, Plan, Result
 from .replies import RETURN_HEADER, returned_name
 from .statsread import TableSheet, examine
 from .xlsxpatch import Patch, apply_patch
 
 if TYPE_CHECKING:
-    from .processor import Processor, _Intake, _Plan
+    from .processor import Processor
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ def problems_of(
     return (found if isinstance(found, Month) else None), problems
 
 
-def plan_signed_table(processor: Processor, intake: _Intake, table: TableSheet) -> _Plan:
+def plan_signed_table(processor: Processor, intake: Intake, table: TableSheet) -> Plan:
     """What to do with a statistics table dropped in inbox/ (see the module docstring)."""
     month, problems = problems_of(table, processor, intake.now)
     if problems or month is None:
@@ -255,9 +256,8 @@ def _compiler(processor: Processor, table: TableSheet) -> str:
 
 
 def _plan_return(
-    processor: Processor, intake: _Intake, table: TableSheet, problems: list[TableProblem]
-) -> _Plan:
-    from .processor import Outcome, Result, _Plan
+    processor: Processor, intake: Intake, table: TableSheet, problems: list[TableProblem]
+) -> Plan:
 
     to_role = _compiler(processor, table)
     rows = [(str(i), p.label, p.cell, p.message, p.fix) for i, p in enumerate(problems, 1)]
@@ -274,7 +274,7 @@ def _plan_return(
     deliverer = processor.deliverer
     earlier = deliverer.earlier_copies(None, intake.name, intake.sha, to_role)
     dest = _free(processor, processor.ws.outbox(to_role) / returned_name(intake.name), earlier)
-    return _Plan(
+    return Plan(
         NewEvent(
             intake.now,
             EventKind.RETURNED,
@@ -333,8 +333,7 @@ def _earlier_deliveries(processor: Processor, numbers: tuple[str, ...]) -> list[
     return copies
 
 
-def _plan_filing(processor: Processor, intake: _Intake, table: TableSheet, month: Month) -> _Plan:
-    from .processor import Outcome, Result, _Plan
+def _plan_filing(processor: Processor, intake: Intake, table: TableSheet, month: Month) -> Plan:
     from .statsbook import table_no  # loads pandas: only when a table is filed
 
     ws, now = processor.ws, intake.now
@@ -353,7 +352,7 @@ def _plan_filing(processor: Processor, intake: _Intake, table: TableSheet, month
     if kept is not None and not kept.is_file():
         # The archive lost it (someone deleted it): the table is filed all the same; the
         # workbook is made again when the other table is dropped again.
-        log.warning("%s: archived copy %s is missing", theirs, kept)
+        log.warning("%s:存档副本 %s 不见了", theirs, kept)
     elif kept is not None:
         other_table = processor.pool.run(examine, kept.read_bytes())
         if other_table is not None:
@@ -388,8 +387,8 @@ def _plan_filing(processor: Processor, intake: _Intake, table: TableSheet, month
     ]
     if book_data is not None:
         outputs += [(_free(processor, admin / book, earlier), book_data), (filed / book, book_data)]
-    log.info("signed %s of %s filed (approver %s)", table.name, month.label, approver)
-    return _Plan(
+    log.info("已归档签字的%s(%s,审批人 %s)", table.name, month.label, approver)
+    return Plan(
         NewEvent(
             now,
             EventKind.TABLE_SIGNED,
