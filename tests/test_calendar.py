@@ -103,4 +103,4 @@ def test_a_year_without_holiday_data_falls_back_to_weekdays_and_says_so(
     with caplog.at_level(logging.WARNING, logger="refundflow.calendar"):
         assert calendar.statistics_due(2031, 3) == dt.date(2031, 3, 3)  # 1st is a Saturday
     assert calendar.fallback_years == (2031,)
-    assert "no official holiday calendar for 2031" in caplog.text
+    assert "没有 2031 年的法定节假日数据" in caplog.text

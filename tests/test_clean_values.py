@@ -47,7 +47,7 @@ def test_routed_copy_carries_the_clean_value_and_history_what_was_typed(
     cells = routed_cells(root)
     assert cells[cell] == clean and type(cells[cell]) is type(clean)
     (shown,) = typed.values()
-    assert f"{field}「{shown}」" in str(cells["备注"])
+    assert f"{field}“{shown}”" in str(cells["备注"])
 
 
 def test_routed_amount_is_a_number_with_yuan_format(root: Path, run: Invoke) -> None:

@@ -267,12 +267,12 @@ def test_generated_sheet_filled_by_people_keeps_every_rule(day: tuple[Path, Invo
     [
         pytest.param(
             {"att_late": ""},
-            "迟到人员:错误:未填写 处理办法:每项必填,没有的写「无」",
+            "迟到人员:错误:未填写 处理办法:每项必填,没有的写“无”",
             id="item-left-empty",
         ),
         pytest.param(
             {"shift": "白班 中班"},
-            "班次:错误:「白班 中班」不是一个班次,必须且只能选一个班次 处理办法:从下拉列表中选择白班或中班之一",
+            "班次:错误:“白班 中班”不是一个班次,必须且只能选一个班次 处理办法:从下拉列表中选择白班或中班之一",
             id="two-shifts",
         ),
         pytest.param(
@@ -282,7 +282,7 @@ def test_generated_sheet_filled_by_people_keeps_every_rule(day: tuple[Path, Invo
         ),
         pytest.param(
             {"fin_returned": "1. TKD20261123-009,手机号 13900139000,金额 99.00,银行 中国银行"},
-            "财务退回的订单:错误:退款单 TKD20261123-009 不存在 处理办法:核对文件编号,照退款单上的「编号」抄写",
+            "财务退回的订单:错误:退款单 TKD20261123-009 不存在 处理办法:核对文件编号,照退款单上的“编号”抄写",
             id="unknown-form",
         ),
         pytest.param(
@@ -379,7 +379,7 @@ def test_a_template_that_cannot_be_filled_is_answered_in_chinese(
     )
     assert lines[1] == (
         "处理办法:用 refundflow templates 重新生成模板(先备份改过的模板),"
-        "或检查其中的「客服部值班交接单」工作表和各项的名称"
+        "或检查其中的“客服部值班交接单”工作表和各项的名称"
     )
     assert list((root / "outbox" / "cs").iterdir()) == []
     # The watcher says it once for the shift, not at every pass until the shift ends.

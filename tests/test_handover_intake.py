@@ -86,12 +86,12 @@ def test_filled_sheet_keeping_every_rule_goes_to_the_next_shift_and_is_filed(
     [
         pytest.param(
             {"att_late": None},
-            ("1", "迟到人员", "C6", "未填写", "每项必填,没有的写「无」"),
+            ("1", "迟到人员", "C6", "未填写", "每项必填,没有的写“无”"),
             id="item-left-empty",
         ),
         pytest.param(
             {"shift": "白班 中班"},
-            ("1", "班次", "B3", "「白班 中班」不是一个班次,必须且只能选一个班次",
+            ("1", "班次", "B3", "“白班 中班”不是一个班次,必须且只能选一个班次",
              "从下拉列表中选择白班或中班之一"),
             id="two-shifts",
         ),
@@ -104,7 +104,7 @@ def test_filled_sheet_keeping_every_rule_goes_to_the_next_shift_and_is_filed(
         pytest.param(
             {"fin_returned": "1. TKD20261123-009,手机号 13900139000,金额 99.00,银行 中国银行"},
             ("1", "财务退回的订单", "C18", "退款单 TKD20261123-009 不存在",
-             "核对文件编号,照退款单上的「编号」抄写"),
+             "核对文件编号,照退款单上的“编号”抄写"),
             id="unknown-form",
         ),
         pytest.param(
@@ -185,7 +185,7 @@ def test_sheet_resaved_by_libreoffice_with_a_broken_rule_comes_back(
     result = run("process", now="2026-11-23 17:05")
     assert result.output == "[已退回] 交接单.xlsx: 客服部值班交接单退回客服部:1 个问题\n"
     _title, _header, *rows = sheet_rows(root / "outbox" / "cs" / "交接单-退回.xlsx", "退回原因")
-    assert rows == [("1", "旷工人员", "C8", "未填写", "每项必填,没有的写「无」")]
+    assert rows == [("1", "旷工人员", "C8", "未填写", "每项必填,没有的写“无”")]
 
 
 def test_sheet_whose_names_a_program_dropped_is_read_by_its_labels(root: Path, run: Invoke) -> None:
@@ -212,8 +212,8 @@ def test_handover_sheet_of_another_layout_is_answered_naming_what_is_missing(
     drop(root, "旧交接单.xlsx", out.getvalue())
     result = run("process", now="2026-11-23 17:05")
     what = (
-        "这是客服部值班交接单,但不是当前模板的格式:找不到「填表时间」「交接人」「接交人」"
-        "「班次」「应到值班人员」「实到值班人员」等栏目(旧版或自制的表格无法核对)"
+        "这是客服部值班交接单,但不是当前模板的格式:找不到“填表时间”“交接人”“接交人”"
+        "“班次”“应到值班人员”“实到值班人员”等栏目(旧版或自制的表格无法核对)"
     )
     assert result.output == f"[已拒收] 旧交接单.xlsx: 退回:{what}\n"
     reply = (root / "outbox" / "rejected" / "旧交接单.xlsx.退回原因.txt").read_text("utf-8-sig")

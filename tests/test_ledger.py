@@ -10,7 +10,7 @@ import pytest
 
 from refundflow.config import load_config
 from refundflow.errors import LedgerError
-from refundflow.ledger import FormUpdate, Ledger, NewEvent, NewReceipt
+from refundflow.ledger import FormUpdate, Ledger, NewEvent, NewReceipt, PlannedDelivery
 from refundflow.processor import Processor
 from refundflow.routing import Stamp
 from refundflow.sandbox import ParserPool
@@ -150,9 +150,9 @@ def test_a_batch_commits_its_files_at_once_and_each_stays_all_or_nothing(tmp_pat
             with pytest.raises(LedgerError):  # fails after its event and receipt are written
                 ledger.record(
                     event=NewEvent(AT, "accepted", "TK002.xlsx", "TK002", form_no="TKD-X"),
-                    receipt=("TK002.xlsx", 1, 0, "archive/TK002"),
+                    receipt=NewReceipt("TK002.xlsx", 1, 0, "archive/TK002"),
                     update=None,
-                    deliveries=[("archive/sent/x", None, "sha")],  # type: ignore[list-item]
+                    deliveries=[PlannedDelivery("archive/sent/x", None, "sha")],  # type: ignore[arg-type]
                     sent_shas=[],
                 )
             new_form(ledger, "TKD20261123-002", "TK003")

@@ -37,8 +37,8 @@ def problem(fn: Callable[[object], object], value: object) -> ValueProblem:
         P("ＡＢＣ１２３", "ABC123", id="fullwidth-letters-digits"),
         P("原因：（见附件）", "原因:(见附件)", id="fullwidth-punctuation"),
         P(
-            "已处理。顾客「满意」、结案",
-            "已处理。顾客「满意」、结案",
+            "已处理。顾客“满意”、结案",
+            "已处理。顾客“满意”、结案",
             id="chinese-punctuation-kept",
         ),
         P("①号窗口", "①号窗口", id="circled-digit-kept-unlike-nfkc"),

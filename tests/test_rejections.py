@@ -158,7 +158,7 @@ def test_changing_an_earlier_step_names_the_field_old_and_new(root: Path, run: I
     drop(root, FILE, edit_form(data, changes))
     run("process", now="2026-11-23 09:30")
     text = reasons_text(returned(root, "tech", f"{FORM}-退回.xlsx"))
-    assert "「金额」(D6)已在之前的环节确认为「268.50」,现在被改成了「999.00」" in text
+    assert "“金额”(D6)已在之前的环节确认为“268.50”,现在被改成了“999.00”" in text
 
 
 def test_stale_copy_of_an_earlier_step_is_refused(root: Path, run: Invoke) -> None:

@@ -23,7 +23,7 @@ ALL_OPEN = (
     "客服部(cs)、技术部(tech)、财务部出纳(cashier)、财务部会计(accountant)、"
     "财务总监(director)、总裁(president)、行政部(admin)"
 )
-ANYONE = f"任何人都能签署这些环节,签名人不会被核对;流转记录中会注明「{UNCHECKED_SIGNER}」。"
+ANYONE = f"任何人都能签署这些环节,签名人不会被核对;流转记录中会注明“{UNCHECKED_SIGNER}”。"
 REFUSED = "这些环节签名的退款单都会被退回(require_roster = true)。"
 
 
@@ -178,7 +178,7 @@ def test_with_require_roster_a_form_signed_by_anyone_comes_back_naming_the_roste
             "1",
             "出纳处理意见·执行人",
             "B16",
-            "「出纳处理意见·执行人」(B16)「赵六」无法核对:refundflow.toml 的 [roster] 中"
+            "“出纳处理意见·执行人”(B16)“赵六”无法核对:refundflow.toml 的 [roster] 中"
             "没有财务部出纳的名单(cashier 一项),而本工作区要求先核对名单(require_roster = true)。",
             "请管理员在 refundflow.toml 的 [roster] 中填写该角色的名单并重启 refundflow,"
             "然后把本表重新放入 inbox",
@@ -230,7 +230,7 @@ def test_cashier_block_signed_by_someone_of_another_role_comes_back(
     assert rows[1][1:4] == [
         "出纳处理意见·执行人",
         "B16",
-        f"「出纳处理意见·执行人」(B16)「{person}」不是财务部出纳的人员(名单:赵六),"
+        f"“出纳处理意见·执行人”(B16)“{person}”不是财务部出纳的人员(名单:赵六),"
         "请由财务部出纳的人员填写并签名。",
     ]
     status = json.loads(run("status", FORM, "--json", now="2026-11-23 10:01").stdout)

@@ -34,7 +34,7 @@ def test_what_is_not_an_order_number_comes_back(root: Path, run: Invoke, order_n
     assert str(reasons["A1"].value).startswith("文件 a.xlsx 退回原因(退回时间:")  # the title
     row = [c.value for c in reasons[3]]
     assert row[1:3] == ["订单号", "B6"]
-    assert f"「{order_no}」不是订单号" in row[3]
+    assert f"“{order_no}”不是订单号" in row[3]
 
 
 def test_order_number_pattern_is_configurable(root: Path, run: Invoke) -> None:
@@ -74,4 +74,4 @@ def test_a_number_typed_by_the_filer_is_replaced_and_said(root: Path, run: Invok
     result = run("process")
     assert result.output.startswith(f"[已流转] a.xlsx: {FORM}"), result.output
     history = json.loads(run("status", FORM, "--json").stdout)["history"]
-    assert "填单人填写的编号「001」不是系统编号,本单编号为 TKD20261123-001" in history[0]["detail"]
+    assert "填单人填写的编号“001”不是系统编号,本单编号为 TKD20261123-001" in history[0]["detail"]

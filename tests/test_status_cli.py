@@ -51,7 +51,7 @@ def test_notes_other_than_lateness_follow_the_table(root: Path, run: Invoke) -> 
     assert lines[:3] == [HEADER, f"{AT_TECH}  正常", "共 1 张未办结,其中逾期 0 张"]
     assert lines[3] == "备注:"
     # The wording is the processor's (the 流转记录 row says the same): here, that it is shown.
-    assert lines[4].startswith("  TKD20261123-001 ") and "「KF-0001」" in lines[4]
+    assert lines[4].startswith("  TKD20261123-001 ") and "“KF-0001”" in lines[4]
     assert len(lines) == 5
 
 
@@ -147,7 +147,7 @@ def test_refused_stale_copy_reads_without_its_internal_code(root: Path, run: Inv
     lines = run("status", "TKD20261123-001", now="2026-11-23 09:40").output.splitlines()
     assert lines[-1] == (
         "2026-11-23 09:31  拒收                                                     old.xlsx"
-        "  这是退款单 TKD20261123-001 的旧副本;该单已流转到「技术部已核实,待值班负责人提交财务」。"
+        "  这是退款单 TKD20261123-001 的旧副本;该单已流转到“技术部已核实,待值班负责人提交财务”。"
     )
     history = json.loads(run("status", "TKD20261123-001", "--json").output)["history"]
     assert history[-1]["detail"].startswith("stale_copy: 这是退款单")  # scripts keep the code
@@ -159,7 +159,7 @@ def test_returned_new_form_waits_on_customer_service_until_fixed(root: Path, run
     waiting = [
         "没有未办结的退款单",
         "退回客服部修改、尚未编号的新退款单(1 张):",
-        "  outbox/cs/退款单-退回.xlsx  2026-11-23 09:10 退回,等待客服部按「退回原因」修改后重新放入 inbox/",
+        "  outbox/cs/退款单-退回.xlsx  2026-11-23 09:10 退回,等待客服部按“退回原因”修改后重新放入 inbox/",
     ]  # fmt: skip
     assert run("status", now="2026-11-23 09:15").output.splitlines() == waiting
     assert run("status", "--role", "cs").output.splitlines()[1:] == waiting[1:]

@@ -231,7 +231,7 @@ def test_watch_without_a_full_roster_warns_once_at_start(root: Path, tmp_path: P
         # Before the stop: watchdog may log at shutdown.
         assert [line for line in watch.stderr.splitlines() if line not in watch.log_lines()] == [
             "警告:未配置名单的角色:财务部出纳(cashier)。任何人都能签署这些环节,签名人不会被核对;"
-            "流转记录中会注明「未配置名单,未核对签名人」。",
+            "流转记录中会注明“未配置名单,未核对签名人”。",
             f"处理办法:在 {root.resolve() / 'refundflow.toml'} 的 [roster] 中填写这些角色的"
             '人员名单(例如 cashier = ["姓名1", "姓名2"]),然后重新启动 refundflow。',
         ], watch.describe()

@@ -51,18 +51,18 @@ def run_alert(breach: BreachRow, config: Config) -> bool:
         )
     except subprocess.TimeoutExpired:
         log.error(
-            "alert_command for %s %s did not finish within %g s; killed",
+            "alert_command(%s %s)未在 %g 秒内结束,已终止",
             breach.form_no,
             breach.kind,
             config.alert_timeout_seconds,
         )
         return False
     except OSError as exc:
-        log.error("alert_command %s could not be run: %s", command[0], exc)
+        log.error("alert_command %s 无法运行:%s", command[0], exc)
         return False
     if done.returncode != 0:
         log.error(
-            "alert_command for %s %s exited with %s: %s",
+            "alert_command(%s %s)退出码 %s:%s",
             breach.form_no,
             breach.kind,
             done.returncode,

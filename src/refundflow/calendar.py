@@ -48,7 +48,7 @@ class WorkCalendar:
             # The library ships each year's official holidays; beyond them, weekdays only.
             if day.year not in self._warned_years:
                 self._warned_years.add(day.year)
-                log.warning("no official holiday calendar for %s: counting Mon-Fri", day.year)
+                log.warning("没有 %s 年的法定节假日数据:按周一至周五计算工作日", day.year)
             return day.weekday() < 5
 
     def add_working_days(self, start: dt.datetime, days: int) -> dt.datetime:

@@ -442,7 +442,7 @@ DEFAULT_CONFIG_TEXT = """\
 # ledger = "refundsheets/ledger.sqlite3"
 
 # 没有名单的角色 (a role without a roster, see [roster] below):
-#   false(默认):任何人都能签署,启动时、status 和流转记录中都会提示「未配置名单」;
+#   false(默认):任何人都能签署,启动时、status 和流转记录中都会提示“未配置名单”;
 #   true:该角色环节签名的退款单一律退回,直到填好名单 (recommended for production sites).
 # require_roster = false
 

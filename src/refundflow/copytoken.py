@@ -51,7 +51,7 @@ class CopyKey:
             fh.write(f"{key.hex()}\n{now:%Y-%m-%d %H:%M:%S}\n")
             fh.flush()
             os.fsync(fh.fileno())
-        log.info("created the copy key %s", path)
+        log.info("已生成副本凭证密钥 %s", path)
         return cls(key, now)
 
     @classmethod

@@ -75,7 +75,7 @@ class Deliverer:
                     dest = self._deliver_one(delivery, inbox_file, identity)
                 except OSError as exc:
                     failed.append(f"{shown(dest, self.ws.root)}({os_problem(exc)})")
-                    log.warning("could not deliver %s (%s): will retry", dest, exc)
+                    log.warning("无法投递 %s(%s):稍后重试", dest, exc)
                     continue
             delivered.append(dest)
             done.append(delivery.id)
@@ -95,7 +95,7 @@ class Deliverer:
             if owner_file_present(path):
                 # Someone has it open in Excel/WPS/LibreOffice: not pulled from under them.
                 # It goes with the form's next move; nothing is lost meanwhile.
-                log.info("left %s: it is open in an office program", path.name)
+                log.info("保留 %s:它正在办公软件中打开", path.name)
                 continue
             hold = take_aside(path)
             if hold is None:
@@ -109,9 +109,9 @@ class Deliverer:
                     kept = archive_path(self.ws.sheets, SUPERSEDED, now, current, path.name)
                     write_exclusive(kept, hold.read_bytes())
                 hold.unlink()
-                log.info("took the earlier copy %s away", shown(path, self.ws.root))
+                log.info("已取走较早的副本 %s", shown(path, self.ws.root))
             except OSError as exc:
-                log.warning("could not take the earlier copy %s away: %s", path, exc)
+                log.warning("无法取走较早的副本 %s:%s", path, exc)
                 if hold.exists():
                     put_back(hold, path)
 
@@ -135,7 +135,7 @@ class Deliverer:
             try:
                 os.rename(inbox_file, source)
             except FileNotFoundError:
-                log.warning("%s left inbox/ before it could be archived", inbox_file.name)
+                log.warning("%s 在存档前已离开 inbox/", inbox_file.name)
                 return dest
             moved = os.lstat(source)
             unchanged = (
@@ -145,7 +145,7 @@ class Deliverer:
             )
             if not unchanged:
                 put_back(source, inbox_file)
-                log.info("%s changed before it was archived: left for the next pass", dest.name)
+                log.info("%s 在存档前发生变动:留待下一轮处理", dest.name)
                 return dest
             os.chmod(source, 0o444)  # the archive copy and the person's link share the bytes
         if dest.exists() and os.path.samefile(dest, source):
@@ -224,7 +224,7 @@ class Deliverer:
             put_back(hold, base)  # the folder, whole, next to its reply
         else:
             remove_entry(hold)  # the link or special file itself; never what it points to
-        log.warning("answered %s in inbox/ (%s) in %s", path.name, kind, reply.parent)
+        log.warning("已答复 inbox/ 中的 %s(%s),答复在 %s", path.name, kind, reply.parent)
         return what, reply
 
 

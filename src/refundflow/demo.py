@@ -208,11 +208,11 @@ class OfficeSave:
         try:
             code = self._process.wait(timeout=OFFICE_TIMEOUT)
         except subprocess.TimeoutExpired:
-            log.warning("LibreOffice did not save the demo form within %d s", OFFICE_TIMEOUT)
+            log.warning("LibreOffice 未在 %d 秒内保存演示表单", OFFICE_TIMEOUT)
             self._stop()
             return None
         if code != 0 or not self._out.is_file() or self._out.stat().st_size == 0:
-            log.warning("LibreOffice could not save the demo form (exit %s)", code)
+            log.warning("LibreOffice 无法保存演示表单(退出码 %s)", code)
             return None
         return self._out.read_bytes()
 
@@ -439,7 +439,7 @@ class _Player:
             except StopIteration:
                 progress(1)
             except _Surprise as surprise:
-                log.warning("demo story stopped: %s", surprise)
+                log.warning("演示中的一个流程中止:%s", surprise)
                 self.report.surprises.append(str(surprise))
                 progress(1)
 
@@ -539,5 +539,5 @@ def _first_files(player: _Player, tables: ReportFiles) -> None:
     archive = player.ws.sheets / "归档" / player.plan.month.label
     first = player.forms.get(0)
     if first and (archive / f"{first}.xlsx").is_file():
-        files.append((archive / f"{first}.xlsx", "一张办结归档的退款单,看它的「流转记录」"))
+        files.append((archive / f"{first}.xlsx", "一张办结归档的退款单,看它的“流转记录”"))
     player.report.first_files = files

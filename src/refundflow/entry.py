@@ -12,7 +12,7 @@ import sys
 WINDOWS_MESSAGE = (
     "错误:refundflow 需要在 Linux 上运行(它依赖 Linux 的文件锁、进程限制和文件变动通知)。\n"
     "处理办法:在提供共享文件夹的 Linux 文件服务器上运行 refundflow watch(见 README 的"
-    "「Running it as a service」);Windows 上的同事照常通过共享文件夹放入和取回表格即可。"
+    "“Running it as a service”);Windows 上的同事照常通过共享文件夹放入和取回表格即可。"
 )
 
 

@@ -284,7 +284,7 @@ class HandoverWriter:
                     f"值班交接单模板 {shown} 无法填写({type(exc).__name__}: {exc})",
                     reason=Reason.OLD_TEMPLATE,
                     hint="用 refundflow templates 重新生成模板(先备份改过的模板),"
-                    f"或检查其中的「{layout.HANDOVER_SHEET}」工作表和各项的名称",
+                    f"或检查其中的“{layout.HANDOVER_SHEET}”工作表和各项的名称",
                 ) from exc
             os.replace(temp, dest)
         self._written.add(window.key)

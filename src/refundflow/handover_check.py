@@ -67,13 +67,13 @@ def check_handover(
 
     for name in REQUIRED:
         if not values.get(name, "").strip():
-            problem(name, "未填写", f"每项必填,没有的写「{NOTHING}」")
+            problem(name, "未填写", f"每项必填,没有的写“{NOTHING}”")
     shift = values.get("shift", "").strip()
     shift_names = [s.name for s in config.shifts]
     if shift and shift not in shift_names:
         problem(
             "shift",
-            f"「{shift}」不是一个班次,必须且只能选一个班次",
+            f"“{shift}”不是一个班次,必须且只能选一个班次",
             f"从下拉列表中选择{'或'.join(shift_names)}之一",
         )
     for name in LISTS:
@@ -111,7 +111,7 @@ def _check_forms(name: str, entry: str, ledger: Ledger, report: Report) -> None:
     for form_no in _FORM_NO.findall(entry):
         row = ledger.form(form_no)
         if row is None:
-            report(name, f"退款单 {form_no} 不存在", "核对文件编号,照退款单上的「编号」抄写")
+            report(name, f"退款单 {form_no} 不存在", "核对文件编号,照退款单上的“编号”抄写")
             continue
         diffs = []
         mobile = row.snapshot.get("mobile", "")

@@ -182,7 +182,7 @@ def remove_if_unchanged(path: Path, sha: str, identity: Identity | None) -> bool
             return True
     except OSError:
         pass
-    log.info("%s changed while being processed: left for the next pass", path.name)
+    log.info("%s 在处理时发生变动:留待下一轮处理", path.name)
     put_back(hold, path)
     return False
 

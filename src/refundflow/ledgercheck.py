@@ -71,7 +71,7 @@ def _check_arrivals(
         raise _behind(ledger, [path for _, path in lost], hint)
     if first_mark:
         ledger.set_arrival_mark(mark)
-        log.info("ledger %s: arrival mark set from the archive", ledger.path)
+        log.info("账本 %s:已按存档设定到达序号", ledger.path)
 
 
 def interrupted_attempts(workspace: Workspace) -> set[Path]:

@@ -140,7 +140,7 @@ def produce(workspace: Workspace, month: Month, *, now: dt.datetime) -> ReportFi
             hint="请检查该文件夹能否写入(磁盘空间、权限、同名文件),然后运行 "
             f"refundflow report --month {month.label} 重新生成;账本中的数据没有受影响",
         ) from exc
-    log.info("monthly statistics of %s written: %d refunds", month.label, len(cs))
+    log.info("%s 月度统计表已生成:%d 笔退款", month.label, len(cs))
     return ReportFiles(month, len(cs), total(cs["金额"]), len(issues), tuple(delivered))
 
 
@@ -187,7 +187,7 @@ def late_tables(workspace: Workspace, *, now: dt.datetime) -> list[str]:
             )
     if lines:
         lines.append(
-            f"处理办法:请部门负责人在统计表的「审批人」处签名后尽快报送行政人事部"
+            f"处理办法:请部门负责人在统计表的“审批人”处签名后尽快报送行政人事部"
             f"(生成的表在 refundsheets/{STATS_FOLDER}/{month.label}/)"
         )
     return lines

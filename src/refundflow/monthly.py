@@ -363,9 +363,7 @@ def _summary(book: _Book, data: MonthData, tables: Tables) -> None:
     sheet = SUMMARY
     ws = book.sheet(sheet)
     ws.write(0, 0, f"{data.month.label} 月度退款报表", book.title)
-    agreed = (
-        "核对无误" if tables.issues.empty else f"核对发现 {len(tables.issues)} 处问题,见「核对」"
-    )
+    agreed = "核对无误" if tables.issues.empty else f"核对发现 {len(tables.issues)} 处问题,见“核对”"
     ws.write(1, 0, f"生成时间 {data.as_of:%Y-%m-%d %H:%M};按提交日期统计;{agreed}", book.plain)
     row = book.table(_figures(data), sheet, startrow=3, name="月度概况", freeze=False)
     steps = _step_figures(data)

@@ -10,7 +10,7 @@ prefixes it with the label and the cell (``购买时间(D5)缺少分钟:…``).
 Decisions worth knowing:
 
 * Full-width ASCII (``１３８``, ``：``, ``（）``, U+3000 space) becomes half-width everywhere;
-  other Chinese punctuation (。、「」) is kept. This is narrower than NFKC on purpose: NFKC would
+  other Chinese punctuation (。、“”) is kept. This is narrower than NFKC on purpose: NFKC would
   also rewrite ``①``, ``㎡`` or ``…`` in people's free text.
 * Date-times are kept to the minute. Seconds are dropped (truncated) whether the cell holds a real
   date-time or text with seconds, because that is what the form shows (``yyyy-mm-dd hh:mm``

@@ -119,7 +119,7 @@ def rebuild_ledger(
     receipts = []
     for at, name, path in archived_receipts(workspace.sheets):
         if path in interrupted:
-            log.info("not replayed: %s, still waiting in inbox/", path.name)
+            log.info("未重放:%s 仍在 inbox/ 中等待处理", path.name)
         else:
             receipts.append((at, name, path))
     shown = track(receipts, len(receipts)) if track is not None else receipts
@@ -148,7 +148,7 @@ def rebuild_ledger(
     backup = _set_old_aside(workspace)
     os.replace(building, ledger_path)
     _fsync_dir(ledger_path.parent)
-    log.info("rebuilt %s from %d archived files", ledger_path, count)
+    log.info("已重建账本 %s:重放了 %d 个存档文件", ledger_path, count)
     return backup, count
 
 
@@ -190,7 +190,7 @@ class SentCopies:
             return None
         data = found[0].read_bytes()
         if sha256(data)[:12] != found[0].name.split("_", 3)[2]:
-            log.warning("archived copy %s does not match its hash: made again", found[0].name)
+            log.warning("存档副本 %s 与其哈希不符:重新生成", found[0].name)
             return None
         return data
 
@@ -272,7 +272,7 @@ def _restore_breaches(ledger: Ledger, workspace: Workspace, *, now: dt.datetime)
     try:
         restore_after_rebuild(ledger, workspace.config, now=now, backup=old)
     except sqlite3.DatabaseError as exc:
-        log.warning("breaches of the old ledger could not be read (%s): derived again", exc)
+        log.warning("旧账本中的超时记录无法读取(%s):重新推算", exc)
         restore_after_rebuild(ledger, workspace.config, now=now, backup=None)
 
 
@@ -306,7 +306,7 @@ def _set_old_aside(workspace: Workspace) -> Path | None:
     except LedgerError as exc:
         if exc.reason is Reason.LEDGER_BUSY:
             raise
-        log.warning("old ledger unreadable (%s): kept byte for byte as %s", exc.message, backup)
+        log.warning("旧账本无法读取(%s):原样保留为 %s", exc.message, backup)
         backup.unlink(missing_ok=True)
         for suffix in _SIDE_FILES:
             side = Path(f"{path}{suffix}")

@@ -49,7 +49,7 @@ def remove_partial_writes_of(ws: Workspace) -> None:
     for folder in folders:
         try:
             if folder.is_dir() and remove_partial_writes(folder):
-                log.info("removed partial writes of an interrupted run in %s", folder)
+                log.info("已清理 %s 中上次中断留下的未写完文件", folder)
         except OSError as exc:  # an unwritable folder must not stop the start-up
             log.warning("无法清理 %s 中中断时留下的临时文件:%s", folder, exc)
 
@@ -74,4 +74,4 @@ def set_aside_orphans(ws: Workspace, ledger: Ledger) -> None:
         target = sheets / "archive" / ORPHANS / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
-        log.info("set aside uncommitted archive copy %s", path.name)
+        log.info("已移开未提交的存档副本 %s", path.name)

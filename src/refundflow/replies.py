@@ -66,7 +66,7 @@ ENTRY_TEXTS: dict[EntryKind, tuple[str, str, str]] = {
 def typed_note(form: RefundForm) -> str:
     canonical = form.canonical()
     changes = ";".join(
-        f"{FIELDS_BY_NAME[name].label}「{typed}」→ {canonical[name]}"
+        f"{FIELDS_BY_NAME[name].label}“{typed}”→ {canonical[name]}"
         for name, typed in form.typed.items()
     )
     return f"已规范:{changes}"
@@ -164,14 +164,14 @@ def stale_copy(
 ) -> tuple[str, str]:
     """Why an earlier (or another department's) copy is refused, and which file to use."""
     if old:
-        what = f"这是退款单 {form_no} 的旧副本;该单已流转到「{STEP_NAMES[step]}」。"
+        what = f"这是退款单 {form_no} 的旧副本;该单已流转到“{STEP_NAMES[step]}”。"
     else:
         problem = "不符" if token else "缺失"
         what = (
             f"这不是最近一次发出的退款单 {form_no}(流转记录中的副本凭证{problem});"
-            f"该单正处于「{STEP_NAMES[step]}」。"
+            f"该单正处于“{STEP_NAMES[step]}”。"
         )
-    hint = f"请使用最新的文件({current}),不要重复提交旧文件,也不要删除其中的「流转记录」工作表。"
+    hint = f"请使用最新的文件({current}),不要重复提交旧文件,也不要删除其中的“流转记录”工作表。"
     return what, hint
 
 
@@ -206,7 +206,7 @@ def linked_to(earlier: str) -> str:
 
 
 def filer_number(typed: str, form_no: str) -> str:
-    return f"填单人填写的编号「{typed}」不是系统编号,本单编号为 {form_no}"
+    return f"填单人填写的编号“{typed}”不是系统编号,本单编号为 {form_no}"
 
 
 def history_title(form_no: str) -> str:

@@ -199,7 +199,7 @@ class ParserPool:
             except OSError:
                 # The worker died between calls (killed from outside, OOM killer): this file
                 # has not been looked at yet, so start a fresh worker and send it once more.
-                log.warning("parser worker was gone (%s); restarting", self._exit_text())
+                log.warning("解析进程已退出(%s),正在重启", self._exit_text())
                 self._kill()
                 conn = self._ensure_worker()
                 conn.send_bytes(payload)
@@ -211,7 +211,7 @@ class ParserPool:
                     raise
             if not conn.poll(self.timeout):
                 self._kill()
-                log.warning("parser timed out after %.1f s; worker killed", self.timeout)
+                log.warning("解析超时(%.1f 秒),已终止解析进程", self.timeout)
                 raise ParserFailed(
                     f"文件解析超时(超过 {self.timeout:g} 秒),文件可能已损坏或过于复杂",
                     reason=Reason.PARSER_TIMEOUT,
@@ -231,7 +231,7 @@ class ParserPool:
                 self._retire()
             if isinstance(error, ParserFailed):
                 # an ordinary parser exception is routine for a bad file; a recycle is not
-                log.log(logging.WARNING if recycle else logging.INFO, "parser failed: %s",
+                log.log(logging.WARNING if recycle else logging.INFO, "解析失败:%s",
                         error.detail)  # fmt: skip
             raise error
 
@@ -288,7 +288,7 @@ class ParserPool:
                 "或联系维护人员",
             ) from None
         self._starts += 1
-        log.debug("parser worker %s ready in %.0f ms", proc.pid, (time.monotonic() - started) * 1e3)
+        log.debug("解析进程 %s 已就绪,用时 %.0f 毫秒", proc.pid, (time.monotonic() - started) * 1e3)
         return parent_conn
 
     def _exit_text(self) -> str:
@@ -307,7 +307,7 @@ class ParserPool:
         return f"exit code {code}"
 
     def _reap(self, detail: str) -> ParserFailed:
-        log.warning("parser worker crashed: %s", detail)
+        log.warning("解析进程崩溃:%s", detail)
         self._kill()
         return _crashed(detail)
 

@@ -215,7 +215,7 @@ def sniff_package(
         kind = FileKind.ENCRYPTED if exc.fault is ZipFault.ENCRYPTED else FileKind.CORRUPT
         detail = exc.detail
     except Exception as exc:  # a sniffer bug must reject one file, not stop the watcher
-        log.warning("sniff failed on %r: %s: %s", name, type(exc).__name__, exc)
+        log.warning("识别 %r 的文件类型时出错:%s: %s", name, type(exc).__name__, exc)
         kind, detail = FileKind.CORRUPT, f"unreadable structure ({type(exc).__name__})"
     try:
         return _verdict(kind, detail, name=name), job.package

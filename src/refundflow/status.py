@@ -261,7 +261,7 @@ def roster_warning(config: Config, *, config_file: Path) -> tuple[str, ...]:
     if config.require_roster:
         effect = "这些环节签名的退款单都会被退回(require_roster = true)"
     else:
-        effect = f"任何人都能签署这些环节,签名人不会被核对;流转记录中会注明「{UNCHECKED_SIGNER}」"
+        effect = f"任何人都能签署这些环节,签名人不会被核对;流转记录中会注明“{UNCHECKED_SIGNER}”"
     return (
         f"警告:未配置名单的角色:{names}。{effect}。",
         f"处理办法:在 {config_file} 的 [roster] 中填写这些角色的人员名单"

@@ -98,7 +98,7 @@ def _resubmit_hint(form: RefundForm) -> FieldProblem:
         "cashier_opinion",
         Reason.EARLIER_STEP_CHANGED,
         "财务退回的单有两种处理:要重新提交财务,请清空出纳、会计、财务总监、总裁四栏的全部内容,"
-        "并由值班负责人在「客服部处理意见」重新审批(日期填当前时间);只需反馈用户时,请不要修改任何内容。",
+        "并由值班负责人在“客服部处理意见”重新审批(日期填当前时间);只需反馈用户时,请不要修改任何内容。",
     )
 
 
@@ -119,7 +119,7 @@ def _check_due_field(form: RefundForm, field: Field, ctx: Context) -> list[Field
     label = field_label(field)
     cell = form.cells.get(field.name, field.cell)
     if value is None:
-        return [problem(form, field.name, Reason.REQUIRED, f"「{label}」({cell})未填写,此项必填。")]
+        return [problem(form, field.name, Reason.REQUIRED, f"“{label}”({cell})未填写,此项必填。")]
     out: list[FieldProblem] = []
     if field.kind is Kind.DATETIME and isinstance(value, dt.datetime) and value > ctx.now:
         out.append(
@@ -127,7 +127,7 @@ def _check_due_field(form: RefundForm, field: Field, ctx: Context) -> list[Field
                 form,
                 field.name,
                 Reason.FUTURE_TIME,
-                f"「{label}」({cell})是将来的时间 {value:%Y-%m-%d %H:%M},请填写实际发生的时间。",
+                f"“{label}”({cell})是将来的时间 {value:%Y-%m-%d %H:%M},请填写实际发生的时间。",
             )
         )
     if field.kind is Kind.BANK and value not in ctx.config.banks:
@@ -136,7 +136,7 @@ def _check_due_field(form: RefundForm, field: Field, ctx: Context) -> list[Field
                 form,
                 field.name,
                 Reason.BAD_CHOICE,
-                f"「{label}」({cell})「{value}」不在银行列表中,请从下拉列表中选择支付银行。",
+                f"“{label}”({cell})“{value}”不在银行列表中,请从下拉列表中选择支付银行。",
             )
         )
     if field.kind is Kind.ORDER_NO and not re.fullmatch(ctx.config.order_no_pattern, str(value)):
@@ -145,8 +145,8 @@ def _check_due_field(form: RefundForm, field: Field, ctx: Context) -> list[Field
                 form,
                 field.name,
                 Reason.BAD_ORDER_NO,
-                f"「{label}」({cell})「{value}」不是订单号。请填写这张单对应的 TK 订单号"
-                "(如 TK20261122001);一个订单号写一张单子,不能写「同上」「无」。",
+                f"“{label}”({cell})“{value}”不是订单号。请填写这张单对应的 TK 订单号"
+                "(如 TK20261122001);一个订单号写一张单子,不能写“同上”“无”。",
             )
         )
     if field.kind is Kind.PERSON and field.block is None:
@@ -160,7 +160,7 @@ def _check_roster(
 ) -> list[FieldProblem]:
     """``person`` may sign for ``role``: on its list, or the role has none and that is allowed."""
     field = FIELDS_BY_NAME[name]
-    where = f"「{field_label(field)}」({form.cells.get(name, field.cell)})「{person}」"
+    where = f"“{field_label(field)}”({form.cells.get(name, field.cell)})“{person}”"
     if not config.has_roster(role):
         if not config.require_roster:
             return []  # accepted; the 流转记录 row and every start-up say it was not checked
@@ -202,7 +202,7 @@ def _check_signature(form: RefundForm, role: str, ctx: Context) -> list[FieldPro
                     form,
                     by_name,
                     Reason.SAME_PERSON,
-                    f"「{BLOCK_TITLES[role]}·执行人」「{person}」已签署「{BLOCK_TITLES[other]}」,"
+                    f"“{BLOCK_TITLES[role]}·执行人”“{person}”已签署“{BLOCK_TITLES[other]}”,"
                     "同一人不能签署同一张单的两个环节,请由另一位人员处理并签名。",
                 )
             )
@@ -213,7 +213,7 @@ def _check_signature(form: RefundForm, role: str, ctx: Context) -> list[FieldPro
                 form,
                 "cs_approval",
                 Reason.NOT_APPROVED,
-                "「客服部处理意见·领导审批」须由当日值班负责人审核为「同意」后才能提交技术部。",
+                "“客服部处理意见·领导审批”须由当日值班负责人审核为“同意”后才能提交技术部。",
             )
         )
     return out
@@ -232,7 +232,7 @@ def _check_new_form(form: RefundForm, ctx: Context) -> list[FieldProblem]:
                 form,
                 "purchase_time",
                 Reason.TIME_ORDER,
-                f"「购买时间」{purchase:%Y-%m-%d %H:%M} 晚于「上报时间」{reported:%Y-%m-%d %H:%M},"
+                f"“购买时间”{purchase:%Y-%m-%d %H:%M} 晚于“上报时间”{reported:%Y-%m-%d %H:%M},"
                 "请核对:购买应在上报之前。",
             )
         )
@@ -272,7 +272,7 @@ def _check_frozen(form: RefundForm, due: set[str], ctx: Context) -> list[FieldPr
                     form,
                     field.name,
                     Reason.FILLED_TOO_EARLY,
-                    f"「{label}」({cell})应由{who}在其环节填写,现在还不能填,请清空此项。",
+                    f"“{label}”({cell})应由{who}在其环节填写,现在还不能填,请清空此项。",
                 )
             )
         else:
@@ -281,8 +281,8 @@ def _check_frozen(form: RefundForm, due: set[str], ctx: Context) -> list[FieldPr
                     form,
                     field.name,
                     Reason.EARLIER_STEP_CHANGED,
-                    f"「{label}」({cell})已在之前的环节确认为「{before or '空'}」,"
-                    f"现在被改成了「{now or '空'}」。已通过的内容不能修改,请改回原值。",
+                    f"“{label}”({cell})已在之前的环节确认为“{before or '空'}”,"
+                    f"现在被改成了“{now or '空'}”。已通过的内容不能修改,请改回原值。",
                 )
             )
     return out

@@ -167,7 +167,7 @@ def status(
         for form in returned:
             click.echo(
                 f"  {_relative(Path(form.dest), workspace.root)}  {_fmt(form.at)} 退回,"
-                "等待客服部按「退回原因」修改后重新放入 inbox/"
+                "等待客服部按“退回原因”修改后重新放入 inbox/"
             )
     if handovers:
         click.echo(f"今天收到的值班交接单({len(handovers)} 张):")

@@ -113,7 +113,7 @@ def _handler(
             if path.exists():
                 raise
             # Taken back by whoever dropped it before we read it: nothing to answer.
-            log.info("%s was removed from inbox/ before it was read", path.name)
+            log.info("%s 在读取前已从 inbox/ 移走", path.name)
         except RefundflowError as exc:
             # Disk full, a folder we cannot write, a file we cannot read: say so in Chinese,
             # leave the file where it is; the watcher tries it again later.
@@ -262,7 +262,7 @@ def watch(obj: dict[str, Any], root: Path, polling: float | None) -> None:
             try:
                 processor.pool.start()  # ready before the first drop
             except RefundflowError as exc:  # the first file will try again, and say so
-                log.warning("parser worker not started yet: %s", exc.message)
+                log.warning("解析进程尚未启动:%s", exc.message)
             click.echo(f"正在监视 {workspace.inbox}(按 Ctrl-C 停止)")
             try:
                 watcher.run(stop)
@@ -289,7 +289,7 @@ def _retry_deliveries(
             with busy:
                 results = processor.retry_deliveries()
         except Exception:
-            log.exception("retrying deliveries failed; trying again later")
+            log.exception("重试投递时出错,稍后再试")
             continue
         for result in results:
             _log_report(result)
@@ -332,7 +332,7 @@ def _month_end(workspace: Workspace, clock: Callable[[], dt.datetime]) -> None:
         click.echo(f"错误:{exc.message}\n处理办法:{exc.hint}", err=True)
         return
     except Exception:  # a bug here must not stop the watcher handling inbox/
-        log.exception("making last month's statistics failed; trying again later")
+        log.exception("生成上月统计表时出错,稍后再试")
         click.echo(
             "错误:生成上月统计表时出错\n处理办法:稍后会自动重试;也可以运行 refundflow -v report"
             " --month YYYY-MM 查看原因,或联系维护人员",
