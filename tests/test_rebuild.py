@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import signal
@@ -437,4 +438,28 @@ def test_a_sent_copy_cut_short_is_made_again(
 
     assert result.exit_code == 0, result.output
     assert len(made) == 1, "only the copy cut short was made again"
+    assert read_ledger(ledger_path(root)) == before
+
+
+def test_rebuild_lists_each_outbox_folder_once_not_once_a_form(
+    root: Path, run: Invoke, history: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Choosing a copy's name lists its folder; with 10,000 copies in outbox/tech/ that, once
+    # a form, made a rebuild quadratic (115 s in bench/run.py). Nothing is delivered while
+    # rebuilding, so one listing a folder stays true.
+    before = read_ledger(ledger_path(root))
+    listed: list[Path] = []
+    listdir = os.listdir
+
+    def counted(folder: Any = ".") -> list[str]:
+        if "outbox" in Path(folder).parts:
+            listed.append(Path(folder))
+        return listdir(folder)
+
+    monkeypatch.setattr(os, "listdir", counted)
+    result = run("rebuild", now=LATER)
+
+    assert result.exit_code == 0, result.output
+    assert listed, "names were chosen"
+    assert len(listed) == len(set(listed)), listed
     assert read_ledger(ledger_path(root)) == before

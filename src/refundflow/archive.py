@@ -66,20 +66,29 @@ def numbered(dest: Path, n: int) -> Path:
     return dest if n == 1 else dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
 
 
+def folder_names(folder: Path) -> list[str]:
+    """The names of a folder's entries ([] for a folder that does not exist yet)."""
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
+
+
 def free_names(
-    dest: Path, *companions: str, freed: set[str] | frozenset[str] = frozenset()
+    dest: Path,
+    *companions: str,
+    freed: set[str] | frozenset[str] = frozenset(),
+    listing: list[str] | None = None,
 ) -> Iterator[Path]:
     """Candidates ``dest``, ``dest (2)`` … whose own name and ``name + companion`` are free.
 
     A name counts as taken when an entry of the folder looks the same to a person (differs
     only in letter case or Unicode normalisation); names in ``freed`` (about to be removed)
-    do not count. The folder is listed once; callers still create the file exclusively,
-    since another process may take a name in the meantime.
+    do not count. The folder is listed once (``listing``: a listing already made); callers
+    still create the file exclusively, since another process may take a name meanwhile.
     """
-    try:
-        taken = {name_key(n) for n in os.listdir(dest.parent) if n not in freed}
-    except FileNotFoundError:
-        taken = set()
+    names = folder_names(dest.parent) if listing is None else listing
+    taken = {name_key(n) for n in names if n not in freed}
     for n in range(1, 10_000):
         candidate = numbered(dest, n)
         names = [candidate.name, *(candidate.name + c for c in companions)]

@@ -18,6 +18,7 @@ from .archive import (
     RECEIVED,
     SUPERSEDED,
     archive_path,
+    folder_names,
     free_names,
     numbered,
     place_exact,
@@ -49,6 +50,9 @@ class Deliverer:
         self.ws = workspace
         self.ledger = ledger
         self.enabled = enabled  # False while rebuilding: the copies were delivered long ago
+        # While rebuilding nothing is delivered, so a folder's listing stays true: each is
+        # listed once, not once a form (a folder of 10,000 copies made that quadratic).
+        self._listings: dict[Path, list[str]] = {}
 
     def finish(
         self,
@@ -174,7 +178,12 @@ class Deliverer:
         Names of copies that are ``reusing``-ed (taken away first) count as free.
         """
         freed = {path.name for path, _ in reusing or ()}
-        return next(free_names(dest, *companions, freed=freed))
+        listing = None
+        if not self.enabled:
+            listing = self._listings.get(dest.parent)
+            if listing is None:
+                listing = self._listings[dest.parent] = folder_names(dest.parent)
+        return next(free_names(dest, *companions, freed=freed, listing=listing))
 
     def earlier_copies(
         self, form_no: str | None, name: str, sha: str, role: str | None
