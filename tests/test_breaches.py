@@ -10,6 +10,8 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -218,9 +220,10 @@ class CountingUpkeep:
         self.periodic_passes += 1
 
 
-def test_periodic_pass_runs_while_files_keep_arriving() -> None:
-    """A busy inbox must not starve the periodic pass that writes the handover sheet."""
-    upkeep = CountingUpkeep()
+@contextmanager
+def keeping_up(upkeep: CountingUpkeep, **timing: float) -> Iterator[threading.Event]:
+    """keep_up running in its thread on ``upkeep``; yields the event that says a file was
+    processed. ``timing``: ``every`` and, if given, ``settle``."""
     stop, changed = threading.Event(), threading.Event()
     thread = threading.Thread(
         target=keep_up,
@@ -229,12 +232,23 @@ def test_periodic_pass_runs_while_files_keep_arriving() -> None:
             "clock": lambda: dt.datetime(2026, 11, 23, 16, 40),
             "stop": stop,
             "changed": changed,
-            "every": 0.2,
-            "settle": 0.05,  # shorter than the period: after-change passes happen too
+            **timing,
         },
     )
     thread.start()
     try:
+        yield changed
+    finally:
+        stop.set()
+        changed.set()
+        thread.join()
+
+
+def test_periodic_pass_runs_while_files_keep_arriving() -> None:
+    """A busy inbox must not starve the periodic pass that writes the handover sheet."""
+    upkeep = CountingUpkeep()
+    # settle shorter than the period: after-change passes happen too
+    with keeping_up(upkeep, every=0.2, settle=0.05) as changed:
 
         def file_arrives_and_check() -> bool:
             changed.set()  # a file was processed, again and again
@@ -242,10 +256,6 @@ def test_periodic_pass_runs_while_files_keep_arriving() -> None:
 
         assert wait_until(file_arrives_and_check)
         assert upkeep.after > 0
-    finally:
-        stop.set()
-        changed.set()
-        thread.join()
 
 
 SLOW_ALERT = """\
@@ -381,27 +391,11 @@ def test_a_burst_of_processed_files_shares_one_upkeep_pass() -> None:
     # A pass reads every open form and rewrites the board: one after each file of a burst of
     # 1,000 made the burst take 139 s instead of 11 s.
     upkeep = CountingUpkeep()
-    stop, changed = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=keep_up,
-        args=(upkeep,),
-        kwargs={
-            "clock": lambda: dt.datetime(2026, 11, 24, 9, 0),
-            "stop": stop,
-            "changed": changed,
-            "every": 3600.0,
-        },
-    )
-    thread.start()
-    try:
+    with keeping_up(upkeep, every=3600.0) as changed:
         for _ in range(10):  # ten files processed one after the other
             changed.set()
             # The time a file takes; a thread that takes each change at once has taken it.
             wait_until(lambda: not changed.is_set(), timeout=0.02)
         assert wait_until(lambda: upkeep.after > 0)
-    finally:
-        stop.set()
-        changed.set()
-        thread.join()
     assert upkeep.after == 1
     assert upkeep.periodic_passes == 0
