@@ -183,3 +183,18 @@ def test_libreoffice_prints_the_form_number_on_every_history_page(
     for page in history_pages:
         assert HISTORY_TITLE in page
         assert re.search(r"第 \d+ 页,共 \d+ 页", page)
+
+
+def test_a_title_wider_than_a_narrow_table_is_not_cut_off(form: bytes) -> None:
+    # Short problems (未填写) make narrow columns; the merged title must still fit above them.
+    title = "客服部值班交接单 2026-11-30 中班 退回原因(退回时间:2026-11-30 21:50)"
+    narrow = [
+        ("序号", "项目", "单元格", "问题", "如何修改"),
+        ("1", "交接人", "D2", "未填写", "填写"),
+    ]
+    data = apply_patch(form, Patch(REFUND_SHEET, return_rows=narrow, title=title))
+    ws = load(data)[RETURN_SHEET]
+    across = sum(ws.column_dimensions[c].width for c in "ABCDE")
+    # A 14-point CJK character takes about 2 × 14/11 width units of the 11-point body.
+    cjk = sum(1 for ch in title if ord(ch) > 0x2E80)
+    assert across >= (cjk * 2 + (len(title) - cjk)) * 14 / 11

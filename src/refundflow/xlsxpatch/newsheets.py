@@ -79,6 +79,11 @@ def new_sheet_xml(
         for c, value in enumerate(row):
             # Long explanations wrap in a column that still fits an A4 page across.
             widths[c] = max(widths[c], min(_text_width(str(value)) + 2.0, 42.0 if wrap else 50.0))
+    if title:
+        # The title is merged across the table: a narrow table (short problems) would clip it
+        # on paper. Its font is 14 points against the body's 11; the last column takes the rest.
+        needed = _text_width(title) * 14 / 11 + 2.0
+        widths[-1] += max(0.0, needed - sum(widths))
     out_rows: list[str] = []
     if title:
         style = f' s="{title_xf}"' if title_xf else ""
