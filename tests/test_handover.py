@@ -271,6 +271,11 @@ def test_generated_sheet_filled_by_people_keeps_every_rule(day: tuple[Path, Invo
             id="item-left-empty",
         ),
         pytest.param(
+            {"taken_by": ""},
+            "接交人:错误:未填写 处理办法:填写接交人的姓名(客服部人员)",
+            id="no-one-took-over",
+        ),
+        pytest.param(
             {"shift": "白班 中班"},
             "班次:错误:“白班 中班”不是一个班次,必须且只能选一个班次 处理办法:从下拉列表中选择白班或中班之一",
             id="two-shifts",

@@ -67,7 +67,13 @@ def check_handover(
 
     for name in REQUIRED:
         if not values.get(name, "").strip():
-            problem(name, "未填写", f"每项必填,没有的写“{NOTHING}”")
+            # A person signs these two: "无" is no answer there, a name is.
+            hint = (
+                f"填写{labels[name]}的姓名(客服部人员)"
+                if name in ("handed_by", "taken_by")
+                else f"每项必填,没有的写“{NOTHING}”"
+            )
+            problem(name, "未填写", hint)
     shift = values.get("shift", "").strip()
     shift_names = [s.name for s in config.shifts]
     if shift and shift not in shift_names:
